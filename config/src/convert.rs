@@ -1,0 +1,105 @@
+//! Builds the runtime `GatewayConfig` from a validated `UserConfig` and what validation parsed.
+//!
+//! Owns: unit conversions (milliseconds to `Duration`, `i64` to the runtime's integer types)
+//! and defaults that depend on other keys (the management host).
+//!
+//! Must not: check anything or fail; `validate/` has already accepted every value used here,
+//! so the numeric conversions below fall back to 0 only as a formality.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::runtime::{
+    GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Server, Transport,
+    Upstream,
+};
+use crate::user::UserConfig;
+use crate::validate::{Checked, Endpoint};
+
+/// The runtime config. `checked` must come from `validate(user)`.
+pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
+    let server = &user.server;
+    let health = &user.upstream.health_check;
+    let balancer = &user.load_balancer;
+    let monitoring = &user.monitoring;
+
+    let upstreams = user
+        .upstream
+        .servers
+        .iter()
+        .zip(checked.endpoints)
+        .map(|(server, Endpoint { url, addr })| Upstream {
+            id: server.id.clone(),
+            url: server.url.clone(),
+            host: url.host,
+            port: url.port,
+            authority: url.authority,
+            addr,
+            base_path: url.base_path,
+            weight: to_u32(server.weight),
+            max_connections: to_usize(server.max_connections),
+            timeout: millis(server.timeout),
+            group: server.group.clone(),
+            tags: server.tags.clone(),
+            transport: Transport::StreamableHttp,
+        })
+        .collect();
+
+    GatewayConfig {
+        server: Server {
+            host: checked.host,
+            port: to_u16(server.port),
+            https_port: to_u16(server.https_port),
+            workers: checked.workers,
+            limits: Limits {
+                max_header_bytes: to_usize(server.limits.max_header_bytes),
+                max_body_bytes: u64::try_from(server.limits.max_body_bytes).unwrap_or(0),
+                header_timeout: millis(server.limits.header_timeout),
+                keep_alive_timeout: millis(server.keep_alive_timeout),
+                max_connections: to_usize(server.max_connections),
+            },
+        },
+        upstreams,
+        health_check: HealthCheck {
+            enabled: health.enabled,
+            interval: millis(health.interval),
+            timeout: millis(health.timeout),
+            path: health.path.clone(),
+            unhealthy_threshold: to_u32(health.unhealthy_threshold),
+            healthy_threshold: to_u32(health.healthy_threshold),
+        },
+        load_balancer: LoadBalancer {
+            algorithm: checked.algorithm,
+            health_check: balancer.health_check,
+            failover: balancer.failover,
+            sticky: balancer.sticky,
+        },
+        monitoring: Monitoring {
+            enabled: monitoring.enabled,
+            metrics_tick: millis(monitoring.metrics_interval),
+            dashboard_enabled: monitoring.dashboard.enabled,
+            management_host: checked.management_host,
+            management_port: to_u16(monitoring.dashboard.port),
+        },
+        logging: Logging {
+            level: checked.log_level,
+            file: user.logging.file.as_ref().map(PathBuf::from),
+        },
+    }
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn to_u16(value: i64) -> u16 {
+    u16::try_from(value).unwrap_or(0)
+}
+
+fn to_u32(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+fn to_usize(value: i64) -> usize {
+    usize::try_from(value).unwrap_or(0)
+}

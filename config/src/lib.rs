@@ -1,0 +1,186 @@
+//! Config model, defaults, environment overrides and validation for mcp-gateway.
+//!
+//! Owns: turning the text of `api-gateway.config.json` (JSON with comments) plus the
+//! environment into a validated, immutable `GatewayConfig`, or into a list of every problem.
+//! The steps, in order:
+//!
+//! 1. `jsonc`: blank out comments, keeping line numbers; parse strict JSON.
+//! 2. `env`: write environment overrides into the JSON.
+//! 3. `schema`: report unknown keys (with "did you mean") and wrong JSON types.
+//! 4. serde: read the JSON into the user types of `user`.
+//! 5. `validate`: ranges, names, URLs; resolve upstream hosts (blocking, on this thread).
+//! 6. `convert`: build the runtime types of `runtime`.
+//!
+//! Must not: be called from a shard's I/O thread (step 5 may do DNS), or log; callers print
+//! the errors.
+
+#![forbid(unsafe_code)]
+
+mod convert;
+mod env;
+mod error;
+mod jsonc;
+pub mod runtime;
+mod schema;
+mod url;
+pub mod user;
+mod validate;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+pub use error::{ConfigError, LoadError};
+pub use runtime::*;
+
+/// The commented default config written by `load_or_create` when the file is missing.
+pub const DEFAULT_CONFIG_TEXT: &str = include_str!("default_config.jsonc");
+
+/// The name used in parse errors of text that did not come from a file.
+const TEXT_SOURCE: &str = "<config>";
+
+/// Parses config text (JSON with comments), applies environment overrides through `env`, and
+/// validates it.
+pub fn parse_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, LoadError> {
+    parse_named(TEXT_SOURCE, text, env)
+}
+
+/// Reads and parses a config file; see `parse_str`.
+pub fn load_file(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, LoadError> {
+    let text = fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_named(&path.display().to_string(), &text, env)
+}
+
+/// Loads `path`; when it does not exist, first writes `DEFAULT_CONFIG_TEXT` there (creating
+/// parent folders). The bool is true when the file was created.
+pub fn load_or_create(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(GatewayConfig, bool), LoadError> {
+    let created = match fs::metadata(path) {
+        Ok(_) => false,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => write_default(path)?,
+        Err(source) => {
+            return Err(LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    load_file(path, env).map(|config| (config, created))
+}
+
+/// Reads a variable from the process environment: the `env` argument for production.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Writes the default file unless something created it meanwhile; true when this call did.
+fn write_default(path: &Path) -> Result<bool, LoadError> {
+    let io_error = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path);
+    match file {
+        Ok(mut file) => {
+            file.write_all(DEFAULT_CONFIG_TEXT.as_bytes())
+                .map_err(io_error)?;
+            Ok(true)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(io_error(err)),
+    }
+}
+
+fn parse_named(
+    source: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, LoadError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let json = jsonc::strip_comments(text).map_err(|err| LoadError::Parse {
+        path: source.to_string(),
+        line: err.line,
+        column: err.column,
+        message: err.message,
+    })?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&json).map_err(|err| LoadError::Parse {
+            path: source.to_string(),
+            line: err.line(),
+            column: err.column(),
+            message: serde_message(&err),
+        })?;
+
+    let (applied, mut errors) = env::apply(&mut value, env);
+    let schema_errors = schema::check(&mut value);
+
+    let user: user::UserConfig = match serde_json::from_value(value) {
+        Ok(user) => user,
+        Err(err) => {
+            errors.extend(schema_errors);
+            errors.push(ConfigError::new("", serde_message(&err)));
+            return Err(LoadError::Invalid(errors));
+        }
+    };
+
+    let checked = validate::validate(&user);
+    let reported: Vec<String> = schema_errors.iter().map(|e| e.path.clone()).collect();
+    errors.extend(schema_errors);
+    let checked = match checked {
+        Ok(checked) => Some(checked),
+        Err(validation_errors) => {
+            for mut error in validation_errors {
+                if reported.iter().any(|path| is_under(&error.path, path)) {
+                    continue;
+                }
+                if let Some(var) = applied.iter().find(|a| a.path == error.path) {
+                    error.message = format!("{} (set by env {})", error.message, var.var);
+                }
+                errors.push(error);
+            }
+            None
+        }
+    };
+
+    match checked {
+        Some(checked) if errors.is_empty() => Ok(convert::to_runtime(&user, checked)),
+        _ => Err(LoadError::Invalid(errors)),
+    }
+}
+
+/// True when `path` is `parent` or inside it (`parent.key`, `parent[0]`); "" is the root.
+fn is_under(path: &str, parent: &str) -> bool {
+    match path.strip_prefix(parent) {
+        Some(rest) => parent.is_empty() || rest.is_empty() || rest.starts_with(['.', '[']),
+        None => false,
+    }
+}
+
+/// serde_json's message without its " at line L column C" suffix (we report those apart).
+fn serde_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(index) => text[..index].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! The compiled, validated configuration the gateway runs on.
+//!
+//! Owns: plain runtime types (`Duration`s, resolved socket addresses, enums) built once from
+//! the user's JSON after validation. Must not: do I/O, or hold anything a shard would need to
+//! lock; a snapshot is immutable and shared read-only (`Arc`) between threads.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the gateway needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub server: Server,
+    pub upstreams: Vec<Upstream>,
+    pub health_check: HealthCheck,
+    pub load_balancer: LoadBalancer,
+    pub monitoring: Monitoring,
+    pub logging: Logging,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `server.host` / `HOST`.
+    pub host: IpAddr,
+    /// `server.port` / `PORT`.
+    pub port: u16,
+    /// `server.httpsPort` / `HTTPS_PORT` (TLS listener arrives with the TLS issue).
+    pub https_port: u16,
+    /// `server.workers` / `CLUSTER_WORKERS`.
+    pub workers: Workers,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// One shard per CPU in the process's affinity mask.
+    Auto,
+    Count(usize),
+}
+
+/// Per-connection and per-process limits of the HTTP server side.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `server.limits.maxHeaderBytes` (default 16384): request line + headers; over it: 431.
+    pub max_header_bytes: usize,
+    /// `server.limits.maxBodyBytes` (default 104857600): over it: 413.
+    pub max_body_bytes: u64,
+    /// `server.limits.headerTimeout` ms (default 10000): a request head not complete in time: 408.
+    pub header_timeout: Duration,
+    /// `server.keepAliveTimeout` ms / `KEEP_ALIVE_TIMEOUT` (default 65000): idle keep-alive.
+    pub keep_alive_timeout: Duration,
+    /// `server.maxConnections` / `MAX_CONNECTIONS` (default 10000), for the whole process.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub id: String,
+    /// The URL as the user wrote it.
+    pub url: String,
+    /// Host as written in the URL (name or address), used for the `Host` header.
+    pub host: String,
+    pub port: u16,
+    /// `host:port` (port omitted when 80), the `Host` header sent upstream.
+    pub authority: String,
+    /// Resolved once at load time, never on a shard.
+    pub addr: SocketAddr,
+    /// Path of the URL without a trailing slash; "" for the root.
+    pub base_path: String,
+    pub weight: u32,
+    /// For the whole process; each shard gets `ceil(max_connections / shards)`.
+    pub max_connections: usize,
+    /// `timeout` ms (default 30000): connect + waiting for the response head.
+    pub timeout: Duration,
+    pub group: Option<String>,
+    pub tags: Vec<String>,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    StreamableHttp,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub path: String,
+    /// Consecutive failed probes before an upstream is marked down (default 2).
+    pub unhealthy_threshold: u32,
+    /// Consecutive good probes before it is marked up again (default 1).
+    pub healthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    Weighted,
+    LeastConnections,
+    IpHash,
+    HealthBased,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    pub algorithm: Algorithm,
+    pub health_check: bool,
+    pub failover: bool,
+    pub sticky: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Monitoring {
+    pub enabled: bool,
+    /// `monitoring.metricsInterval` ms (default 250): how often shards publish metric deltas.
+    pub metrics_tick: Duration,
+    /// `monitoring.dashboard.enabled`.
+    pub dashboard_enabled: bool,
+    /// `monitoring.dashboard.host` (default: `server.host`).
+    pub management_host: IpAddr,
+    /// `monitoring.dashboard.port` / `DASHBOARD_PORT` (default 8081): management port.
+    pub management_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logging {
+    /// `logging.level` / `LOG_LEVEL` (default "info"): error|warn|info|debug|trace.
+    pub level: String,
+    /// `logging.file` / `LOG_FILE`: also write logs there.
+    pub file: Option<PathBuf>,
+}

@@ -1,0 +1,88 @@
+//! `upstream`: the MCP servers behind the gateway and their active health checks.
+//!
+//! Owns: the keys and defaults of `upstream.servers[]` and `upstream.healthCheck`, including
+//! the transports (`sse`, `stdio` and their `command`/`args`/`env`/`cwd` keys are part of the
+//! schema; validation rejects them until the gateway can serve them).
+//! Must not: check values (`validate/upstreams.rs`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `upstream`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub servers: Vec<UpstreamServer>,
+    pub health_check: HealthCheckSection,
+}
+
+/// One element of `upstream.servers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamServer {
+    pub id: String,
+    pub url: String,
+    pub weight: i64,
+    pub max_connections: i64,
+    /// Milliseconds.
+    pub timeout: i64,
+    pub group: Option<String>,
+    pub tags: Vec<String>,
+    /// "streamable-http" (default), "sse" or "stdio".
+    pub transport: String,
+    /// stdio only: the program to start.
+    pub command: Option<String>,
+    /// stdio only.
+    pub args: Vec<String>,
+    /// stdio only: extra environment variables (a free string-to-string map).
+    pub env: BTreeMap<String, String>,
+    /// stdio only: working directory.
+    pub cwd: Option<String>,
+}
+
+impl Default for UpstreamServer {
+    fn default() -> Self {
+        UpstreamServer {
+            id: String::new(),
+            url: String::new(),
+            weight: 1,
+            max_connections: 100,
+            timeout: 30_000,
+            group: None,
+            tags: Vec::new(),
+            transport: "streamable-http".to_string(),
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+        }
+    }
+}
+
+/// `upstream.healthCheck`: active probes from the management shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckSection {
+    pub enabled: bool,
+    /// Milliseconds.
+    pub interval: i64,
+    /// Milliseconds.
+    pub timeout: i64,
+    pub path: String,
+    pub unhealthy_threshold: i64,
+    pub healthy_threshold: i64,
+}
+
+impl Default for HealthCheckSection {
+    fn default() -> Self {
+        HealthCheckSection {
+            enabled: true,
+            interval: 30_000,
+            timeout: 5_000,
+            path: "/health".to_string(),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Checks of `upstream.servers[]`: ids, weights, limits, transports, and the URL, which is
+//! parsed and resolved here (blocking DNS, once per host, on the loading thread).
+//!
+//! Must not: build runtime types; it returns an `Endpoint` per server for `convert.rs`.
+
+use std::collections::HashMap;
+
+use super::{at_least, in_range, Endpoint, MAX_TIMEOUT_MS, TRANSPORTS};
+use crate::error::ConfigError;
+use crate::url::{self, Resolver, URL_SHAPE};
+use crate::user::UpstreamServer;
+
+pub(super) fn check(
+    servers: &[UpstreamServer],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Option<Endpoint>> {
+    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    let mut resolver = Resolver::default();
+    let mut endpoints = Vec::with_capacity(servers.len());
+    for (index, server) in servers.iter().enumerate() {
+        let base = format!("upstream.servers[{index}]");
+        let id_path = format!("{base}.id");
+        if server.id.is_empty() {
+            errors.push(ConfigError::new(&id_path, "must not be empty"));
+        } else if !server.id.chars().all(is_id_char) {
+            let message = format!("`{}` has characters outside the allowed set", server.id);
+            errors.push(ConfigError::new(&id_path, message).with_allowed("A-Z a-z 0-9 . _ -"));
+        } else if let Some(first) = first_use.get(server.id.as_str()) {
+            let message = format!(
+                "duplicate id `{}`, first used by upstream.servers[{first}]",
+                server.id
+            );
+            errors.push(ConfigError::new(&id_path, message));
+        } else {
+            first_use.insert(&server.id, index);
+        }
+
+        in_range(errors, &format!("{base}.weight"), server.weight, 1, 1000);
+        at_least(
+            errors,
+            &format!("{base}.maxConnections"),
+            server.max_connections,
+            1,
+        );
+        in_range(
+            errors,
+            &format!("{base}.timeout"),
+            server.timeout,
+            1,
+            MAX_TIMEOUT_MS,
+        );
+        check_transport_keys(server, &base, errors);
+        endpoints.push(check_endpoint(server, &base, &mut resolver, errors));
+    }
+    endpoints
+}
+
+fn check_transport_keys(server: &UpstreamServer, base: &str, errors: &mut Vec<ConfigError>) {
+    let transport = server.transport.as_str();
+    let path = format!("{base}.transport");
+    match transport {
+        "streamable-http" => {}
+        "sse" | "stdio" => {
+            let message = format!("transport `{transport}` is not supported by this build yet");
+            errors.push(ConfigError::new(path, message).with_allowed("streamable-http"));
+        }
+        other => {
+            let message = format!("unknown transport `{other}`");
+            errors.push(ConfigError::new(path, message).with_allowed(TRANSPORTS.join(", ")));
+        }
+    }
+    if transport == "stdio" {
+        return;
+    }
+    let stdio_keys = [
+        ("command", server.command.is_some()),
+        ("args", !server.args.is_empty()),
+        ("env", !server.env.is_empty()),
+        ("cwd", server.cwd.is_some()),
+    ];
+    for (key, present) in stdio_keys {
+        if present {
+            let message = format!("`{key}` only applies to transport `stdio`");
+            errors.push(ConfigError::new(format!("{base}.{key}"), message));
+        }
+    }
+}
+
+/// The parsed and resolved URL of a streamable-http upstream.
+fn check_endpoint(
+    server: &UpstreamServer,
+    base: &str,
+    resolver: &mut Resolver,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Endpoint> {
+    if server.transport == "stdio" {
+        return None;
+    }
+    let path = format!("{base}.url");
+    let parsed = match url::parse(&server.url) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            errors.push(ConfigError::new(path, message).with_allowed(URL_SHAPE));
+            return None;
+        }
+    };
+    match resolver.resolve(&parsed.host, parsed.port) {
+        Ok(addr) => Some(Endpoint { url: parsed, addr }),
+        Err(message) => {
+            errors.push(ConfigError::new(path, message));
+            None
+        }
+    }
+}
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
+}

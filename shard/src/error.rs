@@ -1,0 +1,166 @@
+//! Errors the data plane answers with, each knowing its HTTP status, which side was at fault,
+//! and its metric label.
+//!
+//! Owns: the mapping from failure to status code. Must not: format responses (see
+//! `http::encode`) or log.
+
+use thiserror::Error;
+
+/// Which side of the proxy caused a failure (for logs, metrics and retry decisions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("request header fields too large (limit {limit} bytes)")]
+    HeadersTooLarge { limit: usize },
+    #[error("request body too large (limit {limit} bytes)")]
+    BodyTooLarge { limit: u64 },
+    #[error("request head not received within the header timeout")]
+    HeaderTimeout,
+    #[error("unknown server `{0}`")]
+    UnknownServer(String),
+    #[error("no healthy upstream available")]
+    NoHealthyUpstream,
+    #[error("upstream `{0}` is at its connection limit")]
+    UpstreamBusy(String),
+    #[error("upstream `{upstream}` unreachable: {reason}")]
+    UpstreamConnect { upstream: String, reason: String },
+    #[error("upstream `{0}` sent a malformed response")]
+    UpstreamProtocol(String),
+    #[error("upstream `{0}` timed out")]
+    UpstreamTimeout(String),
+    #[error("the gateway is at its connection limit")]
+    TooManyConnections,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::HeadersTooLarge { .. } => 431,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::HeaderTimeout => 408,
+            GatewayError::UnknownServer(_) => 404,
+            GatewayError::NoHealthyUpstream
+            | GatewayError::UpstreamBusy(_)
+            | GatewayError::TooManyConnections => 503,
+            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol(_) => 502,
+            GatewayError::UpstreamTimeout(_) => 504,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            GatewayError::BadRequest(_)
+            | GatewayError::HeadersTooLarge { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::HeaderTimeout
+            | GatewayError::UnknownServer(_) => Side::Downstream,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamProtocol(_)
+            | GatewayError::UpstreamTimeout(_) => Side::Upstream,
+            GatewayError::NoHealthyUpstream
+            | GatewayError::UpstreamBusy(_)
+            | GatewayError::TooManyConnections => Side::Gateway,
+        }
+    }
+
+    /// Whether the connection must be closed after the error response (the request's
+    /// framing can no longer be trusted, or the client is too slow to keep).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::BadRequest(_)
+                | GatewayError::HeadersTooLarge { .. }
+                | GatewayError::BodyTooLarge { .. }
+                | GatewayError::HeaderTimeout
+                | GatewayError::TooManyConnections
+        )
+    }
+
+    /// `Retry-After` seconds for errors a client should retry later.
+    pub fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::NoHealthyUpstream | GatewayError::UpstreamBusy(_) | GatewayError::TooManyConnections => {
+                Some("Retry-After: 1")
+            }
+            _ => None,
+        }
+    }
+
+    /// Label for the `mcp_gateway_errors_total{kind=...}` metric.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GatewayError::BadRequest(_) => ErrorKind::BadRequest,
+            GatewayError::HeadersTooLarge { .. } => ErrorKind::HeadersTooLarge,
+            GatewayError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
+            GatewayError::HeaderTimeout => ErrorKind::HeaderTimeout,
+            GatewayError::UnknownServer(_) => ErrorKind::UnknownServer,
+            GatewayError::NoHealthyUpstream => ErrorKind::NoHealthyUpstream,
+            GatewayError::UpstreamBusy(_) => ErrorKind::UpstreamBusy,
+            GatewayError::UpstreamConnect { .. } => ErrorKind::UpstreamConnect,
+            GatewayError::UpstreamProtocol(_) => ErrorKind::UpstreamProtocol,
+            GatewayError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
+            GatewayError::TooManyConnections => ErrorKind::TooManyConnections,
+        }
+    }
+}
+
+/// Error kinds as metric labels; `ALL` fixes their order in metric arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    HeadersTooLarge,
+    BodyTooLarge,
+    HeaderTimeout,
+    UnknownServer,
+    NoHealthyUpstream,
+    UpstreamBusy,
+    UpstreamConnect,
+    UpstreamProtocol,
+    UpstreamTimeout,
+    TooManyConnections,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::BadRequest,
+        ErrorKind::HeadersTooLarge,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::HeaderTimeout,
+        ErrorKind::UnknownServer,
+        ErrorKind::NoHealthyUpstream,
+        ErrorKind::UpstreamBusy,
+        ErrorKind::UpstreamConnect,
+        ErrorKind::UpstreamProtocol,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::TooManyConnections,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::HeaderTimeout => "header_timeout",
+            ErrorKind::UnknownServer => "unknown_server",
+            ErrorKind::NoHealthyUpstream => "no_healthy_upstream",
+            ErrorKind::UpstreamBusy => "upstream_busy",
+            ErrorKind::UpstreamConnect => "upstream_connect",
+            ErrorKind::UpstreamProtocol => "upstream_protocol",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::TooManyConnections => "too_many_connections",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -1,0 +1,180 @@
+//! Parsing a client's request head and deciding its framing and keep-alive.
+//!
+//! Owns: the request-side HTTP/1.1 rules (Host required on 1.1, no CL+TE smuggling, one
+//! Content-Length, chunked last). Must not: copy header bytes; everything borrows the
+//! connection's read buffer.
+
+use super::{has_token, parse_content_length, BodyFraming};
+use thiserror::Error;
+
+/// Why a request head was refused.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    #[error("too many request headers")]
+    TooManyHeaders,
+    #[error("unsupported transfer-encoding")]
+    UnsupportedEncoding,
+}
+
+/// A parsed request head, borrowing the read buffer.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    pub target: &'b str,
+    pub minor_version: u8,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, CRLFCRLF included.
+    pub head_len: usize,
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub host: Option<&'b [u8]>,
+    pub connection: Option<&'b [u8]>,
+    pub request_id: Option<&'b [u8]>,
+    pub forwarded_for: Option<&'b [u8]>,
+}
+
+impl RequestHead<'_, '_> {
+    /// The path without the query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or(self.target)
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+}
+
+/// Parses a request head from `buf`. `Ok(None)`: incomplete, read more.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<RequestHead<'h, 'b>>, RequestError> {
+    let mut req = httparse::Request::new(headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(RequestError::Malformed("bad HTTP version")),
+        Err(httparse::Error::Token) => return Err(RequestError::Malformed("bad method")),
+        Err(_) => return Err(RequestError::Malformed("bad request line or header")),
+    };
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let minor_version = req.version.unwrap_or(1);
+    if !(target.starts_with('/') || target == "*") {
+        return Err(RequestError::Malformed("request target must be an absolute path"));
+    }
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut head = RequestHead {
+        method,
+        target,
+        minor_version,
+        headers,
+        head_len,
+        framing: BodyFraming::Empty,
+        keep_alive: minor_version == 1,
+        expect_continue: false,
+        host: None,
+        connection: None,
+        request_id: None,
+        forwarded_for: None,
+    };
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value).ok_or(RequestError::Malformed("bad content-length"))?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(RequestError::Malformed("conflicting content-length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = h.value.rsplit(|b| *b == b',').next().map(super::trim_ascii).unwrap_or(b"");
+            if !last.eq_ignore_ascii_case(b"chunked") {
+                return Err(RequestError::UnsupportedEncoding);
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("host") {
+            if head.host.is_some() {
+                return Err(RequestError::Malformed("duplicate host header"));
+            }
+            head.host = Some(h.value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.connection = Some(h.value);
+            if has_token(h.value, "close") {
+                head.keep_alive = false;
+            } else if has_token(h.value, "keep-alive") {
+                head.keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !h.value.eq_ignore_ascii_case(b"100-continue") {
+                return Err(RequestError::Malformed("unsupported expectation"));
+            }
+            head.expect_continue = true;
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            head.request_id = Some(h.value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            head.forwarded_for = Some(h.value);
+        }
+    }
+    if minor_version == 1 && head.host.is_none() {
+        return Err(RequestError::Malformed("missing host header"));
+    }
+    head.framing = match (chunked, content_length) {
+        (true, Some(_)) => return Err(RequestError::Malformed("both content-length and transfer-encoding")),
+        (true, None) => BodyFraming::Chunked,
+        (false, Some(0)) | (false, None) => BodyFraming::Empty,
+        (false, Some(n)) => BodyFraming::Length(n),
+    };
+    Ok(Some(head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(raw: &[u8]) -> (BodyFraming, bool, usize) {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let head = parse(raw, &mut headers).unwrap().unwrap();
+        (head.framing, head.keep_alive, head.head_len)
+    }
+
+    #[test]
+    fn framing_and_keep_alive() {
+        let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(parse_ok(raw), (BodyFraming::Length(3), true, raw.len() - 3));
+        let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        assert_eq!(parse_ok(raw).0, BodyFraming::Chunked);
+        assert!(!parse_ok(raw).1);
+        let raw = b"GET / HTTP/1.0\r\n\r\n";
+        assert_eq!(parse_ok(raw), (BodyFraming::Empty, false, raw.len()));
+    }
+
+    #[test]
+    fn partial_is_none() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        assert!(parse(b"GET / HTTP/1.1\r\nHost:", &mut headers).unwrap().is_none());
+    }
+
+    #[test]
+    fn smuggling_and_garbage_refused() {
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(parse(raw, &mut h).is_err());
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert!(parse(raw, &mut h).is_err());
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        assert!(parse(b"GET / HTTP/1.1\r\n\r\n", &mut h).is_err());
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        assert!(parse(b"\x00\x01garbage\r\n\r\n", &mut h).is_err());
+        let mut h = [httparse::EMPTY_HEADER; 2];
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(parse(raw, &mut h).unwrap_err(), RequestError::TooManyHeaders);
+    }
+}

@@ -1,0 +1,22 @@
+//! The per-core data plane of mcp-gateway.
+//!
+//! Each shard is one OS thread pinned to one allowed CPU, running its own monoio runtime
+//! (io_uring, or epoll as a logged fallback) with its own `SO_REUSEPORT` listener, upstream
+//! pools and metrics. Shards share nothing per request; they talk to the management shard
+//! only through `crossbeam` channels at a tick (see [`messages`]).
+#![forbid(unsafe_code)]
+
+pub mod balancer;
+pub mod connection;
+pub mod error;
+pub mod http;
+pub mod messages;
+pub mod metrics;
+pub mod pipeline;
+pub mod pool;
+pub mod relay;
+pub mod router;
+pub mod runtime;
+pub mod state;
+pub mod upstream;
+pub mod worker;

@@ -1,0 +1,46 @@
+//! What travels between shards and the management shard, over `crossbeam` channels at a
+//! tick, never per request.
+//!
+//! Owns: the message types. Upward: [`MetricsDelta`](crate::metrics::MetricsDelta).
+//! Downward: [`ShardCommand`]. Must not: carry anything a receiver would need to lock.
+
+use crate::router::LocalPage;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A pre-rendered page body the shards serve as is.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// The gateway's own pages as last merged by the management shard.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    pages: Vec<Page>,
+}
+
+impl Pages {
+    /// `render` gives each page's content; called once per management tick.
+    pub fn render(mut render: impl FnMut(LocalPage) -> Page) -> Pages {
+        Pages {
+            pages: LocalPage::ALL.iter().map(|p| render(*p)).collect(),
+        }
+    }
+
+    pub fn get(&self, page: LocalPage) -> Option<&Page> {
+        self.pages.get(page as usize)
+    }
+}
+
+/// Health of every upstream, by config index (true: may receive traffic).
+pub type HealthMap = Arc<Vec<bool>>;
+
+/// Sent from the management shard down to each shard.
+#[derive(Debug, Clone)]
+pub enum ShardCommand {
+    Pages(Arc<Pages>),
+    Health(HealthMap),
+}

@@ -1,0 +1,176 @@
+//! A shard's own metrics: plain counters and an HDR histogram, no atomics, handed upward as
+//! a delta at every tick and reset.
+//!
+//! Owns: what is counted per request and the delta message. Must not: merge across shards
+//! or render anything (the management shard does both).
+
+use crate::error::ErrorKind;
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds, 1 us to 10 minutes, 3 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram always accepts (low >= 1, high >= 2 * low, sigfig <= 5);
+    // the unit test below builds one.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamCounters {
+    pub requests: u64,
+    pub errors: u64,
+    pub status_5xx: u64,
+    pub latency_us_sum: u64,
+}
+
+/// What a shard counted since its last tick.
+#[derive(Debug, Clone)]
+pub struct MetricsDelta {
+    pub shard: usize,
+    /// Requests whose head was parsed (local pages and proxied ones).
+    pub requests: u64,
+    pub proxied: u64,
+    /// Responses by status class: index 1..=5 for 1xx..5xx.
+    pub status_classes: [u64; 6],
+    pub errors: [u64; ErrorKind::ALL.len()],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub upstream_connects: u64,
+    pub upstream_reuses: u64,
+    pub upstream_retries: u64,
+    /// Only upstreams that saw traffic, as (index, counters).
+    pub upstreams: Vec<(u32, UpstreamCounters)>,
+    pub latency_us: Histogram<u64>,
+}
+
+impl MetricsDelta {
+    pub fn new(shard: usize) -> Self {
+        Self {
+            shard,
+            requests: 0,
+            proxied: 0,
+            status_classes: [0; 6],
+            errors: [0; ErrorKind::ALL.len()],
+            bytes_in: 0,
+            bytes_out: 0,
+            connections_opened: 0,
+            connections_closed: 0,
+            upstream_connects: 0,
+            upstream_reuses: 0,
+            upstream_retries: 0,
+            upstreams: Vec::new(),
+            latency_us: new_latency_histogram(),
+        }
+    }
+}
+
+/// The shard-local accumulator.
+pub struct ShardMetrics {
+    delta: MetricsDelta,
+    per_upstream: Vec<UpstreamCounters>,
+    touched: Vec<u32>,
+}
+
+impl ShardMetrics {
+    pub fn new(shard: usize, upstreams: usize) -> Self {
+        Self {
+            delta: MetricsDelta::new(shard),
+            per_upstream: vec![UpstreamCounters::default(); upstreams],
+            touched: Vec::new(),
+        }
+    }
+
+    pub fn request_started(&mut self) {
+        self.delta.requests += 1;
+    }
+
+    pub fn response(&mut self, status: u16, latency_us: u64, bytes_in: u64, bytes_out: u64) {
+        let class = usize::from(status / 100).min(5);
+        self.delta.status_classes[class] += 1;
+        self.delta.bytes_in += bytes_in;
+        self.delta.bytes_out += bytes_out;
+        let _ = self.delta.latency_us.record(latency_us.max(1));
+    }
+
+    pub fn error(&mut self, kind: ErrorKind) {
+        self.delta.errors[kind.index()] += 1;
+    }
+
+    pub fn upstream(&mut self, index: usize, status: u16, latency_us: u64, failed: bool) {
+        self.delta.proxied += 1;
+        let Some(c) = self.per_upstream.get_mut(index) else {
+            return;
+        };
+        if *c == UpstreamCounters::default() {
+            self.touched.push(index as u32);
+        }
+        c.requests += 1;
+        c.latency_us_sum += latency_us;
+        if failed {
+            c.errors += 1;
+        }
+        if status >= 500 {
+            c.status_5xx += 1;
+        }
+    }
+
+    pub fn connection_opened(&mut self) {
+        self.delta.connections_opened += 1;
+    }
+
+    pub fn connection_closed(&mut self) {
+        self.delta.connections_closed += 1;
+    }
+
+    pub fn upstream_connect(&mut self, reused: bool) {
+        if reused {
+            self.delta.upstream_reuses += 1;
+        } else {
+            self.delta.upstream_connects += 1;
+        }
+    }
+
+    pub fn upstream_retry(&mut self) {
+        self.delta.upstream_retries += 1;
+    }
+
+    /// Takes everything counted since the last call and starts afresh.
+    pub fn take_delta(&mut self) -> MetricsDelta {
+        let shard = self.delta.shard;
+        let mut delta = std::mem::replace(&mut self.delta, MetricsDelta::new(shard));
+        delta.upstreams = self
+            .touched
+            .drain(..)
+            .filter_map(|i| {
+                let c = self.per_upstream.get_mut(i as usize)?;
+                Some((i, std::mem::take(c)))
+            })
+            .collect();
+        delta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_is_sparse_and_resets() {
+        let mut m = ShardMetrics::new(0, 1000);
+        m.request_started();
+        m.response(200, 150, 10, 20);
+        m.upstream(7, 200, 150, false);
+        m.upstream(7, 502, 50, true);
+        let d = m.take_delta();
+        assert_eq!(d.requests, 1);
+        assert_eq!(d.proxied, 2);
+        assert_eq!(d.status_classes[2], 1);
+        assert_eq!(d.upstreams, vec![(7, UpstreamCounters { requests: 2, errors: 1, status_5xx: 1, latency_us_sum: 200 })]);
+        assert_eq!(d.latency_us.len(), 1);
+        let d = m.take_delta();
+        assert_eq!(d.requests, 0);
+        assert!(d.upstreams.is_empty());
+    }
+}

@@ -1,0 +1,348 @@
+//! The life of one request, phase by phase, top to bottom:
+//!
+//! 1. `prepare` (synchronous, borrowing the parsed head): count it, give it a request id,
+//!    route it (own page, `/mcp/{id}`, default group), choose the upstream, check the body
+//!    limit, and write the upstream request head.
+//! 2. `run`: answer own pages and refusals, or `proxy`: send the head and body upstream
+//!    (retrying once on a stale pooled connection), relay the response head and body back.
+//! 3. Record metrics and decide whether the client connection stays open.
+//!
+//! Owns: the order of phases and the keep-alive decision. Must not: parse bytes itself
+//! (`http`), pick replicas (`balancer`), or manage sockets of the pool (`upstream`, `pool`).
+
+use crate::connection::Conn;
+use crate::error::GatewayError;
+use crate::http::encode::{self, LocalResponse};
+use crate::http::request::RequestHead;
+use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::relay::{self, BodyLeft};
+use crate::router::{self, LocalPage, Route};
+use crate::state::Shard;
+use crate::upstream::{self, Exchange};
+use mcp_gateway_config::Upstream;
+use monoio::time::Instant;
+use std::rc::Rc;
+
+/// A client-supplied `X-Request-Id` is kept up to this length; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 64;
+
+/// The request id, kept inline so no allocation is needed per request.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; MAX_REQUEST_ID],
+    len: usize,
+}
+
+impl RequestId {
+    fn new(shard: &Shard, from_client: Option<&[u8]>) -> RequestId {
+        let mut id = RequestId {
+            bytes: [0; MAX_REQUEST_ID],
+            len: 0,
+        };
+        match from_client {
+            Some(v) if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.iter().all(|b| b.is_ascii_graphic()) => {
+                id.bytes[..v.len()].copy_from_slice(v);
+                id.len = v.len();
+            }
+            _ => {
+                let mut generated = [0u8; 16];
+                shard.next_request_id(&mut generated);
+                id.bytes[..16].copy_from_slice(&generated);
+                id.len = 16;
+            }
+        }
+        id
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+pub enum Action {
+    Local(LocalPage),
+    Proxy { upstream: usize },
+    Reject(GatewayError),
+}
+
+/// Phase 1's result: everything the async phases need, owning no borrow of the buffer.
+pub struct Prepared {
+    pub action: Action,
+    pub head_len: usize,
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub is_head: bool,
+    pub request_id: RequestId,
+    pub started: Instant,
+    /// For a proxied request: the upstream request head, written here.
+    pub out: Vec<u8>,
+}
+
+/// Phase 1: route and build the upstream head while the parsed head is borrowed.
+pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prepared {
+    shard.metrics.borrow_mut().request_started();
+    let request_id = RequestId::new(shard, head.request_id);
+    let mut out = shard.take_buffer();
+    let limits = &shard.config.server.limits;
+    let action = match router::route(head.method, head.target, &shard.routes) {
+        Route::Local(page) => Action::Local(page),
+        Route::UnknownServer(id) => Action::Reject(GatewayError::UnknownServer(id.to_string())),
+        Route::Server { index, rest } => {
+            if shard.is_healthy(index) {
+                Action::Proxy { upstream: index }
+            } else {
+                Action::Reject(GatewayError::NoHealthyUpstream)
+            }
+            .then_write(|i| write_upstream_head(&mut out, head, &shard.config.upstreams[i], rest, peer_ip, &request_id))
+        }
+        Route::Default => match shard.pick_default() {
+            Some(index) => Action::Proxy { upstream: index }
+                .then_write(|i| write_upstream_head(&mut out, head, &shard.config.upstreams[i], head.target, peer_ip, &request_id)),
+            None => Action::Reject(GatewayError::NoHealthyUpstream),
+        },
+    };
+    let action = match (action, head.framing) {
+        (Action::Proxy { .. }, BodyFraming::Length(n)) if n > limits.max_body_bytes => {
+            Action::Reject(GatewayError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            })
+        }
+        (action, _) => action,
+    };
+    Prepared {
+        action,
+        head_len: head.head_len,
+        framing: head.framing,
+        keep_alive: head.keep_alive,
+        expect_continue: head.expect_continue,
+        is_head: head.is_head(),
+        request_id,
+        started: Instant::now(),
+        out,
+    }
+}
+
+impl Action {
+    fn then_write(self, write: impl FnOnce(usize)) -> Action {
+        if let Action::Proxy { upstream } = self {
+            write(upstream);
+        }
+        self
+    }
+}
+
+/// The upstream request head: the target rewritten onto the upstream's path, `Host` set to
+/// the upstream, hop-by-hop headers dropped, forwarding headers and the request id added.
+fn write_upstream_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_, '_>,
+    upstream: &Upstream,
+    rest: &str,
+    peer_ip: &str,
+    request_id: &RequestId,
+) {
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    router::rewrite_target(out, &upstream.base_path, rest);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    encode::header(out, "Host", upstream.authority.as_bytes());
+    for h in head.headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("x-forwarded-for")
+            || name.eq_ignore_ascii_case("x-request-id")
+            || is_hop_by_hop(name)
+            || listed_in_connection(head.connection, name)
+        {
+            continue;
+        }
+        encode::header(out, name, h.value);
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prior) = head.forwarded_for {
+        out.extend_from_slice(prior);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    if let Some(host) = head.host {
+        encode::header(out, "X-Forwarded-Host", host);
+    }
+    encode::header(out, "X-Request-Id", request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Phases 2 and 3. Returns whether the connection stays open.
+pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
+    conn.rpos += p.head_len;
+    let mut out = std::mem::take(&mut p.out);
+    let keep_open = match std::mem::replace(&mut p.action, Action::Local(LocalPage::Health)) {
+        Action::Proxy { upstream } => proxy(shard, conn, &p, upstream, &mut out).await,
+        Action::Local(page) => {
+            let body_skipped = skip_buffered_body(conn, p.framing);
+            respond_page(shard, conn, &p, page, &mut out, body_skipped).await
+        }
+        Action::Reject(err) => {
+            let body_skipped = skip_buffered_body(conn, p.framing);
+            respond_error(shard, conn, &err, &p.request_id, p.keep_alive && body_skipped, &mut out).await
+        }
+    };
+    shard.give_buffer(out);
+    keep_open
+}
+
+/// Refuses a connection outright (bad head, over a limit): one error response, then close.
+pub async fn refuse(shard: &Shard, conn: &mut Conn, err: GatewayError) {
+    shard.metrics.borrow_mut().request_started();
+    let id = RequestId::new(shard, None);
+    let mut out = shard.take_buffer();
+    respond_error(shard, conn, &err, &id, false, &mut out).await;
+    shard.give_buffer(out);
+}
+
+/// A body we will not forward must still be consumed to keep the connection in step; only
+/// one already in the buffer is skipped, otherwise the connection closes after the answer.
+fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
+    match framing {
+        BodyFraming::Empty => true,
+        BodyFraming::Length(n) if (conn.rbuf.len() - conn.rpos) as u64 >= n => {
+            conn.rpos += n as usize;
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn respond_page(shard: &Shard, conn: &mut Conn, p: &Prepared, page: LocalPage, out: &mut Vec<u8>, body_skipped: bool) -> bool {
+    let keep_open = p.keep_alive && body_skipped;
+    let pages = shard.pages.borrow().clone();
+    let Some(page) = pages.get(page) else {
+        return respond_error(shard, conn, &GatewayError::BadRequest("page unavailable"), &p.request_id, false, out).await;
+    };
+    out.clear();
+    let date = shard.date.borrow().clone();
+    encode::local_response(
+        out,
+        date.as_bytes(),
+        &LocalResponse {
+            status: page.status,
+            content_type: page.content_type,
+            body: &page.body,
+            close: !keep_open,
+            request_id: p.request_id.as_bytes(),
+            extra: &["Cache-Control: no-store"],
+        },
+    );
+    if p.is_head {
+        out.truncate(out.len() - page.body.len());
+    }
+    let written = out.len() as u64;
+    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    let latency = p.started.elapsed().as_micros() as u64;
+    shard.metrics.borrow_mut().response(page.status, latency, p.head_len as u64, written);
+    ok && keep_open
+}
+
+/// Writes the gateway's own JSON error; returns whether the connection stays open.
+pub async fn respond_error(
+    shard: &Shard,
+    conn: &mut Conn,
+    err: &GatewayError,
+    request_id: &RequestId,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> bool {
+    let status = err.status();
+    let keep_open = keep_alive && !err.closes_connection();
+    tracing::info!(shard = shard.id, request_id = %String::from_utf8_lossy(request_id.as_bytes()), status, error = %err, peer = %conn.peer_ip, "request refused");
+    let body = encode::error_body(status, &err.to_string(), request_id.as_bytes());
+    out.clear();
+    let date = shard.date.borrow().clone();
+    let retry_after = err.retry_after();
+    let extra: &[&str] = match &retry_after {
+        Some(line) => std::slice::from_ref(line),
+        None => &[],
+    };
+    encode::local_response(
+        out,
+        date.as_bytes(),
+        &LocalResponse {
+            status,
+            content_type: "application/json",
+            body: &body,
+            close: !keep_open,
+            request_id: request_id.as_bytes(),
+            extra,
+        },
+    );
+    let written = out.len() as u64;
+    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    {
+        let mut m = shard.metrics.borrow_mut();
+        m.error(err.kind());
+        m.response(status, 0, 0, written);
+    }
+    ok && keep_open
+}
+
+/// Phase 2 for a proxied request.
+async fn proxy(shard: &Rc<Shard>, conn: &mut Conn, p: &Prepared, index: usize, out: &mut Vec<u8>) -> bool {
+    let upstream = &shard.config.upstreams[index];
+    let max_body = shard.config.server.limits.max_body_bytes;
+    // The part of the body that came with the head travels in the same write as the head.
+    let mut body_left = match p.framing {
+        BodyFraming::Length(n) => BodyLeft::Bytes(n),
+        BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
+        BodyFraming::Empty | BodyFraming::UntilClose => BodyLeft::Done,
+    };
+    let arrived = &conn.rbuf[conn.rpos..];
+    let Ok(n) = body_left.take(arrived) else {
+        return respond_error(shard, conn, &GatewayError::BadRequest("malformed chunked body"), &p.request_id, false, out).await;
+    };
+    out.extend_from_slice(&arrived[..n]);
+    conn.rpos += n;
+    if p.expect_continue && !body_left.is_done() {
+        let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        if relay::write_all(&mut conn.stream, &mut cont).await.is_err() {
+            return false;
+        }
+    }
+    let request_in_hand = body_left.is_done();
+    let mut ubuf = shard.take_buffer();
+    let exchange = Exchange {
+        shard,
+        index,
+        upstream,
+        deadline: p.started + upstream.timeout,
+        is_head: p.is_head,
+        client_keep_alive: p.keep_alive,
+        max_body,
+    };
+    let result = exchange.run(conn, out, &mut ubuf, body_left).await;
+    shard.give_buffer(ubuf);
+    let latency = p.started.elapsed().as_micros() as u64;
+    match result {
+        Ok(done) => {
+            let mut m = shard.metrics.borrow_mut();
+            m.response(done.status, latency, done.bytes_in, done.bytes_out);
+            m.upstream(index, done.status, latency, false);
+            done.client_keep_alive
+        }
+        Err(upstream::Failure::BeforeResponse(err)) => {
+            shard.metrics.borrow_mut().upstream(index, err.status(), latency, true);
+            // The connection stays usable only if the whole request was read.
+            let keep_alive = p.keep_alive && request_in_hand;
+            respond_error(shard, conn, &err, &p.request_id, keep_alive, out).await
+        }
+        Err(upstream::Failure::AfterResponse { status, reason }) => {
+            tracing::info!(shard = shard.id, upstream = %upstream.id, status, reason, "response relay cut short");
+            let mut m = shard.metrics.borrow_mut();
+            m.response(status, latency, 0, 0);
+            m.upstream(index, status, latency, true);
+            false
+        }
+        Err(upstream::Failure::ClientGone) => false,
+    }
+}

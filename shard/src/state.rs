@@ -1,0 +1,122 @@
+//! One shard's own state: its config snapshot, route table, balancer, upstream pool,
+//! metrics, the pages and health map last sent down, and its cached `Date`.
+//!
+//! Owns: everything a request on this shard reads or updates, behind `Rc`/`RefCell` since a
+//! shard is one thread. Must not: be shared with another thread or held borrowed across an
+//! `.await`.
+
+use crate::balancer::{Selector, WeightedRoundRobin};
+use crate::http::encode::http_date;
+use crate::messages::{HealthMap, Pages, ShardCommand};
+use crate::metrics::ShardMetrics;
+use crate::pool::Pool;
+use crate::router::RouteTable;
+use mcp_gateway_config::GatewayConfig;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<GatewayConfig>,
+    pub routes: RouteTable,
+    pub selector: RefCell<Selector>,
+    pub pool: Rc<RefCell<Pool>>,
+    pub metrics: RefCell<ShardMetrics>,
+    pub pages: RefCell<Arc<Pages>>,
+    pub health: RefCell<HealthMap>,
+    /// `Date` header value, refreshed at each tick.
+    pub date: RefCell<String>,
+    /// Client connections open on this shard, and this shard's share of the process cap.
+    pub open_connections: Cell<usize>,
+    pub max_connections: usize,
+    request_seq: Cell<u64>,
+    request_id_seed: u64,
+    /// Spare output buffers, so an idle connection holds only its read buffer.
+    buffers: RefCell<Vec<Vec<u8>>>,
+}
+
+/// Output and upstream buffers start at this size and are reused between requests.
+pub const BUFFER_SIZE: usize = 16 * 1024;
+/// Pooled buffers that grew past this are dropped rather than kept.
+const BUFFER_KEEP_MAX: usize = 256 * 1024;
+
+impl Shard {
+    pub fn new(id: usize, shards: usize, config: Arc<GatewayConfig>, pages: Arc<Pages>) -> Shard {
+        let shards = shards.max(1);
+        let routes = RouteTable::build(&config);
+        let weights = routes.default_group.iter().map(|i| config.upstreams[*i].weight).collect();
+        let pool = Pool::new(config.upstreams.iter().map(|u| u.max_connections.div_ceil(shards)));
+        let seed = (std::process::id() as u64) << 32
+            ^ SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((id as u64) << 56);
+        Shard {
+            id,
+            selector: RefCell::new(Selector::WeightedRoundRobin(WeightedRoundRobin::new(weights, id * 7919))),
+            pool: Rc::new(RefCell::new(pool)),
+            metrics: RefCell::new(ShardMetrics::new(id, config.upstreams.len())),
+            pages: RefCell::new(pages),
+            health: RefCell::new(Arc::new(vec![true; config.upstreams.len()])),
+            date: RefCell::new(http_date(SystemTime::now())),
+            open_connections: Cell::new(0),
+            max_connections: config.server.limits.max_connections.div_ceil(shards),
+            request_seq: Cell::new(0),
+            request_id_seed: seed,
+            buffers: RefCell::new(Vec::new()),
+            routes,
+            config,
+        }
+    }
+
+    pub fn is_healthy(&self, upstream: usize) -> bool {
+        self.health.borrow().get(upstream).copied().unwrap_or(false)
+    }
+
+    /// Picks a healthy member of the default group.
+    pub fn pick_default(&self) -> Option<usize> {
+        let health = self.health.borrow();
+        let group = &self.routes.default_group;
+        let pos = self
+            .selector
+            .borrow_mut()
+            .next(|pos| group.get(pos).is_some_and(|i| health.get(*i).copied().unwrap_or(false)))?;
+        group.get(pos).copied()
+    }
+
+    /// A fresh request id: 16 hex digits, unique per shard, unlikely to repeat across runs.
+    pub fn next_request_id(&self, out: &mut [u8; 16]) {
+        let n = self.request_seq.get().wrapping_add(1);
+        self.request_seq.set(n);
+        let v = self.request_id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+    }
+
+    pub fn give_buffer(&self, mut buf: Vec<u8>) {
+        if buf.capacity() <= BUFFER_KEEP_MAX {
+            buf.clear();
+            self.buffers.borrow_mut().push(buf);
+        }
+    }
+
+    /// Applies a command from the management shard (between requests, at a tick).
+    pub fn apply(&self, command: ShardCommand) {
+        match command {
+            ShardCommand::Pages(pages) => *self.pages.borrow_mut() = pages,
+            ShardCommand::Health(health) => *self.health.borrow_mut() = health,
+        }
+    }
+
+    pub fn refresh_date(&self) {
+        *self.date.borrow_mut() = http_date(SystemTime::now());
+    }
+}

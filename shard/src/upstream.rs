@@ -1,0 +1,271 @@
+//! One exchange with an upstream: take a pooled connection (or connect), send the request
+//! head and body, read the response head, write it to the client, relay the body, and put
+//! the connection back when both sides allow it.
+//!
+//! Owns: connect/request timeouts, the one retry of a request that met a stale pooled
+//! connection (only when the whole request is still in hand), and the response head
+//! rewrite (hop-by-hop headers out). Must not: route, or answer errors to the client (the
+//! pipeline does, from the [`Failure`] it gets).
+
+use crate::connection::Conn;
+use crate::error::GatewayError;
+use crate::http::response::{self, ResponseError};
+use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::pool::{Checkout, PooledConn};
+use crate::relay::{self, read_append, BodyLeft, RelayError};
+use crate::state::{Shard, BUFFER_SIZE};
+use mcp_gateway_config::Upstream;
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+use std::io;
+use std::rc::Rc;
+
+/// Upstream response heads larger than this are refused (502).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+pub struct Exchange<'a> {
+    pub shard: &'a Rc<Shard>,
+    pub index: usize,
+    pub upstream: &'a Upstream,
+    /// Connect, send and the response head must all happen before this.
+    pub deadline: Instant,
+    pub is_head: bool,
+    pub client_keep_alive: bool,
+    pub max_body: u64,
+}
+
+pub struct Completed {
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub client_keep_alive: bool,
+}
+
+pub enum Failure {
+    /// Nothing was sent to the client yet: answer with this error.
+    BeforeResponse(GatewayError),
+    /// The response head went out, then the relay broke: close the client connection.
+    AfterResponse { status: u16, reason: &'static str },
+    /// The client went away.
+    ClientGone,
+}
+
+/// Why one attempt failed, before a retry decision.
+enum Attempt {
+    /// The connection failed before any response byte: safe to retry on a fresh one if the
+    /// request is still in hand and the connection was a reused one.
+    NoResponse(io::Error),
+    Fatal(Failure),
+}
+
+impl Exchange<'_> {
+    pub async fn run(&self, conn: &mut Conn, out: &mut Vec<u8>, ubuf: &mut Vec<u8>, body_left: BodyLeft) -> Result<Completed, Failure> {
+        let replayable = body_left.is_done();
+        let mut body_left = Some(body_left);
+        let mut retried = false;
+        loop {
+            let mut pooled = self.acquire().await.map_err(Failure::BeforeResponse)?;
+            let reused = pooled.reused;
+            let left = body_left.take().unwrap_or(BodyLeft::Done);
+            match self.attempt(conn, &mut pooled, out, ubuf, left).await {
+                Ok(done) => return Ok(done),
+                Err(Attempt::NoResponse(e)) if reused && replayable && !retried => {
+                    tracing::debug!(upstream = %self.upstream.id, error = %e, "stale pooled connection, retrying once");
+                    retried = true;
+                    ubuf.clear();
+                    self.shard.metrics.borrow_mut().upstream_retry();
+                }
+                Err(Attempt::NoResponse(e)) => {
+                    return Err(Failure::BeforeResponse(GatewayError::UpstreamConnect {
+                        upstream: self.upstream.id.clone(),
+                        reason: format!("connection closed before a response: {e}"),
+                    }))
+                }
+                Err(Attempt::Fatal(f)) => return Err(f),
+            }
+        }
+    }
+
+    async fn acquire(&self) -> Result<PooledConn, GatewayError> {
+        let checkout = self.shard.pool.borrow_mut().checkout(self.index, std::time::Instant::now());
+        let pool = self.shard.pool.clone();
+        match checkout {
+            Checkout::Reused(stream) => {
+                self.shard.metrics.borrow_mut().upstream_connect(true);
+                Ok(PooledConn::new(pool, self.index, stream, true))
+            }
+            Checkout::Full => Err(GatewayError::UpstreamBusy(self.upstream.id.clone())),
+            Checkout::Connect => match monoio::time::timeout_at(self.deadline, TcpStream::connect_addr(self.upstream.addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.shard.metrics.borrow_mut().upstream_connect(false);
+                    Ok(PooledConn::new(pool, self.index, stream, false))
+                }
+                Ok(Err(e)) => {
+                    pool.borrow_mut().release(self.index);
+                    Err(GatewayError::UpstreamConnect {
+                        upstream: self.upstream.id.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    pool.borrow_mut().release(self.index);
+                    Err(GatewayError::UpstreamTimeout(self.upstream.id.clone()))
+                }
+            },
+        }
+    }
+
+    async fn attempt(
+        &self,
+        conn: &mut Conn,
+        pooled: &mut PooledConn,
+        out: &mut Vec<u8>,
+        ubuf: &mut Vec<u8>,
+        mut body_left: BodyLeft,
+    ) -> Result<Completed, Attempt> {
+        let Some(up) = pooled.stream() else {
+            return Err(Attempt::NoResponse(io::ErrorKind::NotConnected.into()));
+        };
+        let bytes_in = out.len() as u64;
+        // Send the head (and the body part that came with it).
+        match monoio::time::timeout_at(self.deadline, relay::write_all(up, out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Attempt::NoResponse(e)),
+            Err(_) => return Err(self.timeout()),
+        }
+        // Stream the rest of the request body; bytes after it stay in the read buffer.
+        if !body_left.is_done() {
+            conn.rbuf.clear();
+            conn.rpos = 0;
+            if conn.rbuf.capacity() < BUFFER_SIZE {
+                conn.rbuf.reserve(BUFFER_SIZE);
+            }
+            let idle = Some(self.shard.config.server.limits.header_timeout);
+            let limit = self.max_body;
+            match relay::relay(&mut conn.stream, up, &mut conn.rbuf, &mut body_left, idle, limit).await {
+                Ok(_) => {}
+                Err(RelayError::Read(_)) | Err(RelayError::Timeout) => return Err(Attempt::Fatal(Failure::ClientGone)),
+                Err(RelayError::TooLarge) => {
+                    return Err(Attempt::Fatal(Failure::BeforeResponse(GatewayError::BodyTooLarge { limit })))
+                }
+                Err(RelayError::Framing) => {
+                    return Err(Attempt::Fatal(Failure::BeforeResponse(GatewayError::BadRequest("malformed chunked body"))))
+                }
+                Err(RelayError::Write(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
+            }
+        }
+        // Read the response head, skipping interim 1xx responses.
+        ubuf.clear();
+        let (status, mut resp_left, upstream_keep_alive, event_stream, client_keep_alive) = loop {
+            match monoio::time::timeout_at(self.deadline, read_append(up, ubuf, BUFFER_SIZE)).await {
+                Err(_) => return Err(self.timeout()),
+                Ok(Ok(0)) | Ok(Err(_)) if ubuf.is_empty() => {
+                    return Err(Attempt::NoResponse(io::ErrorKind::ConnectionReset.into()))
+                }
+                Ok(Ok(0)) => return Err(Attempt::Fatal(self.protocol())),
+                Ok(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
+                Ok(Ok(_)) => {}
+            }
+            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+            match response::parse(ubuf, &mut headers, self.is_head) {
+                Ok(None) if ubuf.len() >= MAX_RESPONSE_HEAD => return Err(Attempt::Fatal(self.protocol())),
+                Ok(None) => continue,
+                Err(ResponseError::Malformed) | Err(ResponseError::TooManyHeaders) => {
+                    return Err(Attempt::Fatal(self.protocol()))
+                }
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    if head.status == 101 {
+                        return Err(Attempt::Fatal(self.protocol()));
+                    }
+                    let consumed = head.head_len;
+                    ubuf.drain(..consumed);
+                    continue;
+                }
+                Ok(Some(head)) => {
+                    let client_keep_alive = self.client_keep_alive && head.framing != BodyFraming::UntilClose;
+                    out.clear();
+                    write_client_head(out, &head, !client_keep_alive);
+                    let left = match head.framing {
+                        BodyFraming::Empty => BodyLeft::Done,
+                        BodyFraming::Length(n) => BodyLeft::Bytes(n),
+                        BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
+                        BodyFraming::UntilClose => BodyLeft::UntilClose,
+                    };
+                    let facts = (head.status, left, head.keep_alive, head.event_stream, client_keep_alive);
+                    let head_len = head.head_len;
+                    ubuf.drain(..head_len);
+                    break facts;
+                }
+            }
+        };
+        // The body part that came with the head goes out in the same write.
+        let n = resp_left.take(ubuf).map_err(|_| Attempt::Fatal(self.protocol()))?;
+        out.extend_from_slice(&ubuf[..n]);
+        let mut extra = ubuf.len() - n;
+        let mut bytes_out = out.len() as u64;
+        if relay::write_all(&mut conn.stream, out).await.is_err() {
+            return Err(Attempt::Fatal(Failure::ClientGone));
+        }
+        if !resp_left.is_done() {
+            let idle = if event_stream { None } else { Some(self.upstream.timeout) };
+            match relay::relay(up, &mut conn.stream, ubuf, &mut resp_left, idle, u64::MAX).await {
+                Ok(r) => {
+                    bytes_out += r.bytes;
+                    extra = r.leftover;
+                }
+                Err(RelayError::Write(_)) => return Err(Attempt::Fatal(Failure::ClientGone)),
+                Err(RelayError::Timeout) => {
+                    return Err(Attempt::Fatal(Failure::AfterResponse { status, reason: "upstream idle timeout" }))
+                }
+                Err(_) => return Err(Attempt::Fatal(Failure::AfterResponse { status, reason: "upstream body cut short" })),
+            }
+        }
+        if upstream_keep_alive && extra == 0 && resp_left.is_done() {
+            pooled.keep(std::time::Instant::now());
+        }
+        Ok(Completed {
+            status,
+            bytes_in,
+            bytes_out,
+            client_keep_alive,
+        })
+    }
+
+    fn timeout(&self) -> Attempt {
+        Attempt::Fatal(Failure::BeforeResponse(GatewayError::UpstreamTimeout(self.upstream.id.clone())))
+    }
+
+    fn protocol(&self) -> Failure {
+        Failure::BeforeResponse(GatewayError::UpstreamProtocol(self.upstream.id.clone()))
+    }
+
+    fn unreachable(&self, e: io::Error) -> Failure {
+        Failure::BeforeResponse(GatewayError::UpstreamConnect {
+            upstream: self.upstream.id.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The response head for the client: status line normalised to HTTP/1.1, hop-by-hop
+/// headers dropped, `Connection: close` when this is the connection's last response.
+fn write_client_head(out: &mut Vec<u8>, head: &response::ResponseHead<'_, '_>, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(digits.format(head.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in head.headers {
+        if is_hop_by_hop(h.name) || listed_in_connection(head.connection, h.name) {
+            continue;
+        }
+        crate::http::encode::header(out, h.name, h.value);
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}

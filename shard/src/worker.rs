@@ -1,0 +1,125 @@
+//! Starting shards: binding their `SO_REUSEPORT` listeners, pinning each thread to one CPU
+//! of the process's affinity mask, and running the accept loop and the tick (metric deltas
+//! up, commands down).
+//!
+//! Owns: a shard's thread and its lifecycle. Must not: serve requests itself (that is
+//! `connection`), or block: the tick only uses non-blocking channel operations.
+
+use crate::connection;
+use crate::messages::{Pages, ShardCommand};
+use crate::metrics::MetricsDelta;
+use crate::runtime;
+use crate::state::Shard;
+use crossbeam_channel::{Receiver, Sender};
+use mcp_gateway_config::GatewayConfig;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Accept backlog of each shard's listener.
+const BACKLOG: i32 = 4096;
+
+/// Binds one `SO_REUSEPORT` listener per shard on `addr`. With port 0 the first gets an
+/// ephemeral port and the others join it.
+pub fn bind_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let listener = bind_reuseport(addr)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The CPUs this process may run on (its affinity mask, as set by `taskset` or a cpuset).
+pub fn allowed_cpus() -> Vec<core_affinity::CoreId> {
+    core_affinity::get_core_ids().unwrap_or_default()
+}
+
+pub struct ShardSpec {
+    pub id: usize,
+    pub shards: usize,
+    /// The CPU to pin to, from [`allowed_cpus`]; `None` leaves the thread unpinned.
+    pub cpu: Option<core_affinity::CoreId>,
+    pub listener: std::net::TcpListener,
+    pub config: Arc<GatewayConfig>,
+    pub pages: Arc<Pages>,
+    pub reports: Sender<MetricsDelta>,
+    pub commands: Receiver<ShardCommand>,
+    pub tick: Duration,
+}
+
+pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("shard-{}", spec.id))
+        .spawn(move || {
+            let id = spec.id;
+            if let Some(cpu) = spec.cpu {
+                if !core_affinity::set_for_current(cpu) {
+                    tracing::warn!(shard = id, cpu = cpu.id, "could not pin shard to its CPU");
+                }
+            }
+            if let Err(e) = runtime::block_on(move || shard_main(spec)) {
+                tracing::error!(shard = id, error = %e, "shard runtime failed to start");
+            }
+        })
+}
+
+async fn shard_main(spec: ShardSpec) {
+    let shard = Rc::new(Shard::new(spec.id, spec.shards, spec.config, spec.pages));
+    let listener = match monoio::net::TcpListener::from_std(spec.listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = spec.id, error = %e, "cannot use listener");
+            return;
+        }
+    };
+    monoio::spawn(tick_loop(shard.clone(), spec.reports, spec.commands, spec.tick));
+    tracing::debug!(shard = spec.id, driver = runtime::preferred_driver().name(), "shard accepting");
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if shard.open_connections.get() >= shard.max_connections {
+                    monoio::spawn(connection::refuse_over_capacity(shard.clone(), stream, peer));
+                } else {
+                    monoio::spawn(connection::serve(shard.clone(), stream, peer));
+                }
+            }
+            Err(e) => {
+                // Out of descriptors or similar: back off a little instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Every tick: refresh the `Date` value, send the metric delta up, apply commands sent down.
+async fn tick_loop(shard: Rc<Shard>, reports: Sender<MetricsDelta>, commands: Receiver<ShardCommand>, tick: Duration) {
+    loop {
+        monoio::time::sleep(tick).await;
+        shard.refresh_date();
+        let delta = shard.metrics.borrow_mut().take_delta();
+        if reports.try_send(delta).is_err() {
+            tracing::debug!(shard = shard.id, "management shard not receiving metric deltas");
+        }
+        while let Ok(command) = commands.try_recv() {
+            shard.apply(command);
+        }
+    }
+}
