@@ -1,1 +1,150 @@
-fn main(){}
+//! `mcp-gateway`: the command line. Runs the gateway from a config file, checks a config,
+//! starts the demo (gateway + 1000 mock MCP servers), or runs only the mock fleet or the
+//! static-response floor server used by the benchmarks.
+
+mod bootstrap;
+mod demo;
+mod fleet;
+mod floor;
+mod logging;
+mod mgmt;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-gateway",
+    version,
+    about = "Thread-per-core io_uring gateway for MCP servers"
+)]
+struct Cli {
+    /// Config file; written with commented defaults when missing.
+    #[arg(long, short, default_value = "api-gateway.config.json", global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and list every error.
+    Check {
+        /// The config file to check.
+        file: PathBuf,
+    },
+    /// Start mock MCP servers on loopback and the gateway in front of them.
+    Demo {
+        /// How many mock MCP servers.
+        #[arg(long, default_value_t = 1000)]
+        servers: usize,
+        /// First mock server port; they take consecutive ports.
+        #[arg(long, default_value_t = 9001)]
+        base_port: u16,
+        /// Gateway data port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Management (dashboard, admin API) port.
+        #[arg(long, default_value_t = 8081)]
+        management_port: u16,
+        /// Shards: "auto" or a number.
+        #[arg(long, default_value = "auto")]
+        workers: String,
+    },
+    /// Run only the mock MCP servers (for benchmarks and tests).
+    Fleet {
+        #[arg(long, default_value_t = 1000)]
+        servers: usize,
+        #[arg(long, default_value_t = 9001)]
+        base_port: u16,
+        /// Threads serving the fleet.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// A static-response HTTP server on the gateway's codec and runtime: the cost floor of
+    /// one request, for the benchmark table.
+    StaticFloor {
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcp-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check { file }) => Ok(check(&file)),
+        Some(Command::Demo {
+            servers,
+            base_port,
+            port,
+            management_port,
+            workers,
+        }) => {
+            let _guard = logging::init("info", None)?;
+            demo::run(demo::DemoOptions {
+                servers,
+                base_port,
+                port,
+                management_port,
+                workers,
+            })
+        }
+        Some(Command::Fleet {
+            servers,
+            base_port,
+            threads,
+        }) => {
+            let _guard = logging::init("info", None)?;
+            fleet::run_forever(servers, base_port, threads)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::StaticFloor { port }) => {
+            let _guard = logging::init("info", None)?;
+            floor::run(port)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let (config, created) =
+                mcp_gateway_config::load_or_create(&cli.config, &mcp_gateway_config::process_env)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("loading {}", cli.config.display()))?;
+            let _guard = logging::init(&config.logging.level, config.logging.file.as_deref())?;
+            if created {
+                tracing::info!(path = %cli.config.display(), "no config file found: wrote a commented default and started with it");
+            }
+            bootstrap::run_forever(config)
+        }
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match mcp_gateway_config::load_file(file, &mcp_gateway_config::process_env) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} upstream servers, {} port {}, management port {})",
+                file.display(),
+                config.upstreams.len(),
+                config.server.host,
+                config.server.port,
+                config.monitoring.management_port
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}

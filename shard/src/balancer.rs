@@ -21,7 +21,11 @@ impl WeightedRoundRobin {
     pub fn new(weights: Vec<u32>, start: usize) -> Self {
         let max_weight = weights.iter().copied().max().unwrap_or(0);
         let gcd = weights.iter().copied().filter(|w| *w > 0).fold(0, gcd);
-        let index = if weights.is_empty() { 0 } else { start % weights.len() };
+        let index = if weights.is_empty() {
+            0
+        } else {
+            start % weights.len()
+        };
         Self {
             weights,
             max_weight,

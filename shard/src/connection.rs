@@ -61,7 +61,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             Next::Close => break,
         }
     }
-    shard.open_connections.set(shard.open_connections.get().saturating_sub(1));
+    shard
+        .open_connections
+        .set(shard.open_connections.get().saturating_sub(1));
     shard.metrics.borrow_mut().connection_closed();
 }
 
@@ -106,16 +108,26 @@ async fn next_request(shard: &Shard, conn: &mut Conn) -> Next {
                         limit: limits.max_header_bytes,
                     })
                 }
-                Err(RequestError::Malformed(why)) => return Next::Refuse(GatewayError::BadRequest(why)),
+                Err(RequestError::Malformed(why)) => {
+                    return Next::Refuse(GatewayError::BadRequest(why))
+                }
                 Err(RequestError::UnsupportedEncoding) => {
                     return Next::Refuse(GatewayError::BadRequest("unsupported transfer-encoding"))
                 }
             }
         }
         compact(conn);
-        let deadline = header_deadline.unwrap_or_else(|| Instant::now() + limits.keep_alive_timeout);
-        match monoio::time::timeout_at(deadline, read_append(&mut conn.stream, &mut conn.rbuf, READ_CHUNK)).await {
-            Err(_) if header_deadline.is_some() => return Next::Refuse(GatewayError::HeaderTimeout),
+        let deadline =
+            header_deadline.unwrap_or_else(|| Instant::now() + limits.keep_alive_timeout);
+        match monoio::time::timeout_at(
+            deadline,
+            read_append(&mut conn.stream, &mut conn.rbuf, READ_CHUNK),
+        )
+        .await
+        {
+            Err(_) if header_deadline.is_some() => {
+                return Next::Refuse(GatewayError::HeaderTimeout)
+            }
             Ok(Ok(n)) if n > 0 => {}
             _ => return Next::Close,
         }

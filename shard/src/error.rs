@@ -88,9 +88,9 @@ impl GatewayError {
     /// `Retry-After` seconds for errors a client should retry later.
     pub fn retry_after(&self) -> Option<&'static str> {
         match self {
-            GatewayError::NoHealthyUpstream | GatewayError::UpstreamBusy(_) | GatewayError::TooManyConnections => {
-                Some("Retry-After: 1")
-            }
+            GatewayError::NoHealthyUpstream
+            | GatewayError::UpstreamBusy(_)
+            | GatewayError::TooManyConnections => Some("Retry-After: 1"),
             _ => None,
         }
     }

@@ -167,7 +167,18 @@ mod tests {
         assert_eq!(d.requests, 1);
         assert_eq!(d.proxied, 2);
         assert_eq!(d.status_classes[2], 1);
-        assert_eq!(d.upstreams, vec![(7, UpstreamCounters { requests: 2, errors: 1, status_5xx: 1, latency_us_sum: 200 })]);
+        assert_eq!(
+            d.upstreams,
+            vec![(
+                7,
+                UpstreamCounters {
+                    requests: 2,
+                    errors: 1,
+                    status_5xx: 1,
+                    latency_us_sum: 200
+                }
+            )]
+        );
         assert_eq!(d.latency_us.len(), 1);
         let d = m.take_delta();
         assert_eq!(d.requests, 0);

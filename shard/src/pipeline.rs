@@ -40,7 +40,11 @@ impl RequestId {
             len: 0,
         };
         match from_client {
-            Some(v) if !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.iter().all(|b| b.is_ascii_graphic()) => {
+            Some(v)
+                if !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID
+                    && v.iter().all(|b| b.is_ascii_graphic()) =>
+            {
                 id.bytes[..v.len()].copy_from_slice(v);
                 id.len = v.len();
             }
@@ -88,17 +92,32 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let action = match router::route(head.method, head.target, &shard.routes) {
         Route::Local(page) => Action::Local(page),
         Route::UnknownServer(id) => Action::Reject(GatewayError::UnknownServer(id.to_string())),
-        Route::Server { index, rest } => {
-            if shard.is_healthy(index) {
-                Action::Proxy { upstream: index }
-            } else {
-                Action::Reject(GatewayError::NoHealthyUpstream)
-            }
-            .then_write(|i| write_upstream_head(&mut out, head, &shard.config.upstreams[i], rest, peer_ip, &request_id))
+        Route::Server { index, rest } => if shard.is_healthy(index) {
+            Action::Proxy { upstream: index }
+        } else {
+            Action::Reject(GatewayError::NoHealthyUpstream)
         }
+        .then_write(|i| {
+            write_upstream_head(
+                &mut out,
+                head,
+                &shard.config.upstreams[i],
+                rest,
+                peer_ip,
+                &request_id,
+            )
+        }),
         Route::Default => match shard.pick_default() {
-            Some(index) => Action::Proxy { upstream: index }
-                .then_write(|i| write_upstream_head(&mut out, head, &shard.config.upstreams[i], head.target, peer_ip, &request_id)),
+            Some(index) => Action::Proxy { upstream: index }.then_write(|i| {
+                write_upstream_head(
+                    &mut out,
+                    head,
+                    &shard.config.upstreams[i],
+                    head.target,
+                    peer_ip,
+                    &request_id,
+                )
+            }),
             None => Action::Reject(GatewayError::NoHealthyUpstream),
         },
     };
@@ -186,7 +205,15 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
         }
         Action::Reject(err) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
-            respond_error(shard, conn, &err, &p.request_id, p.keep_alive && body_skipped, &mut out).await
+            respond_error(
+                shard,
+                conn,
+                &err,
+                &p.request_id,
+                p.keep_alive && body_skipped,
+                &mut out,
+            )
+            .await
         }
     };
     shard.give_buffer(out);
@@ -215,11 +242,26 @@ fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
     }
 }
 
-async fn respond_page(shard: &Shard, conn: &mut Conn, p: &Prepared, page: LocalPage, out: &mut Vec<u8>, body_skipped: bool) -> bool {
+async fn respond_page(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &Prepared,
+    page: LocalPage,
+    out: &mut Vec<u8>,
+    body_skipped: bool,
+) -> bool {
     let keep_open = p.keep_alive && body_skipped;
     let pages = shard.pages.borrow().clone();
     let Some(page) = pages.get(page) else {
-        return respond_error(shard, conn, &GatewayError::BadRequest("page unavailable"), &p.request_id, false, out).await;
+        return respond_error(
+            shard,
+            conn,
+            &GatewayError::BadRequest("page unavailable"),
+            &p.request_id,
+            false,
+            out,
+        )
+        .await;
     };
     out.clear();
     let date = shard.date.borrow().clone();
@@ -241,7 +283,10 @@ async fn respond_page(shard: &Shard, conn: &mut Conn, p: &Prepared, page: LocalP
     let written = out.len() as u64;
     let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
     let latency = p.started.elapsed().as_micros() as u64;
-    shard.metrics.borrow_mut().response(page.status, latency, p.head_len as u64, written);
+    shard
+        .metrics
+        .borrow_mut()
+        .response(page.status, latency, p.head_len as u64, written);
     ok && keep_open
 }
 
@@ -288,7 +333,13 @@ pub async fn respond_error(
 }
 
 /// Phase 2 for a proxied request.
-async fn proxy(shard: &Rc<Shard>, conn: &mut Conn, p: &Prepared, index: usize, out: &mut Vec<u8>) -> bool {
+async fn proxy(
+    shard: &Rc<Shard>,
+    conn: &mut Conn,
+    p: &Prepared,
+    index: usize,
+    out: &mut Vec<u8>,
+) -> bool {
     let upstream = &shard.config.upstreams[index];
     let max_body = shard.config.server.limits.max_body_bytes;
     // The part of the body that came with the head travels in the same write as the head.
@@ -299,7 +350,15 @@ async fn proxy(shard: &Rc<Shard>, conn: &mut Conn, p: &Prepared, index: usize, o
     };
     let arrived = &conn.rbuf[conn.rpos..];
     let Ok(n) = body_left.take(arrived) else {
-        return respond_error(shard, conn, &GatewayError::BadRequest("malformed chunked body"), &p.request_id, false, out).await;
+        return respond_error(
+            shard,
+            conn,
+            &GatewayError::BadRequest("malformed chunked body"),
+            &p.request_id,
+            false,
+            out,
+        )
+        .await;
     };
     out.extend_from_slice(&arrived[..n]);
     conn.rpos += n;
@@ -331,7 +390,10 @@ async fn proxy(shard: &Rc<Shard>, conn: &mut Conn, p: &Prepared, index: usize, o
             done.client_keep_alive
         }
         Err(upstream::Failure::BeforeResponse(err)) => {
-            shard.metrics.borrow_mut().upstream(index, err.status(), latency, true);
+            shard
+                .metrics
+                .borrow_mut()
+                .upstream(index, err.status(), latency, true);
             // The connection stays usable only if the whole request was read.
             let keep_alive = p.keep_alive && request_in_hand;
             respond_error(shard, conn, &err, &p.request_id, keep_alive, out).await

@@ -81,7 +81,9 @@ impl Pool {
 
     /// (open, idle) for one upstream, for status pages and tests.
     pub fn usage(&self, upstream: usize) -> (usize, usize) {
-        self.slots.get(upstream).map_or((0, 0), |s| (s.open, s.idle.len()))
+        self.slots
+            .get(upstream)
+            .map_or((0, 0), |s| (s.open, s.idle.len()))
     }
 }
 

@@ -138,7 +138,11 @@ pub async fn relay(
 
 /// Reads into the free capacity of `buf` (growing it by at least `min_spare`), keeping what
 /// is already there.
-pub async fn read_append(stream: &mut TcpStream, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
+pub async fn read_append(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<usize> {
     if buf.capacity() - buf.len() < min_spare {
         buf.reserve(min_spare);
     }

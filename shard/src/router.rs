@@ -58,7 +58,10 @@ impl RouteTable {
                 default_group.push(i);
             }
         }
-        RouteTable { by_id, default_group }
+        RouteTable {
+            by_id,
+            default_group,
+        }
     }
 
     pub fn server(&self, id: &str) -> Option<usize> {
@@ -71,7 +74,10 @@ impl RouteTable {
 pub enum Route<'a> {
     Local(LocalPage),
     /// `/mcp/{id}`: that upstream, with `rest` (path remainder and query) appended to its path.
-    Server { index: usize, rest: &'a str },
+    Server {
+        index: usize,
+        rest: &'a str,
+    },
     /// Unknown `/mcp/{id}`.
     UnknownServer(&'a str),
     /// Anything else: the default group, the target unchanged.
@@ -125,10 +131,28 @@ mod tests {
         let t = table();
         assert_eq!(route("GET", "/health", &t), Route::Local(LocalPage::Health));
         assert_eq!(route("POST", "/health", &t), Route::Default);
-        assert_eq!(route("POST", "/mcp/beta", &t), Route::Server { index: 1, rest: "" });
-        assert_eq!(route("GET", "/mcp/alpha/x/y?z=1", &t), Route::Server { index: 0, rest: "/x/y?z=1" });
-        assert_eq!(route("GET", "/mcp/alpha?z=1", &t), Route::Server { index: 0, rest: "?z=1" });
-        assert_eq!(route("GET", "/mcp/nope/x", &t), Route::UnknownServer("nope"));
+        assert_eq!(
+            route("POST", "/mcp/beta", &t),
+            Route::Server { index: 1, rest: "" }
+        );
+        assert_eq!(
+            route("GET", "/mcp/alpha/x/y?z=1", &t),
+            Route::Server {
+                index: 0,
+                rest: "/x/y?z=1"
+            }
+        );
+        assert_eq!(
+            route("GET", "/mcp/alpha?z=1", &t),
+            Route::Server {
+                index: 0,
+                rest: "?z=1"
+            }
+        );
+        assert_eq!(
+            route("GET", "/mcp/nope/x", &t),
+            Route::UnknownServer("nope")
+        );
         assert_eq!(route("GET", "/anything", &t), Route::Default);
     }
 

@@ -63,7 +63,9 @@ where
         };
         warn_fallback(why);
     }
-    let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+    let mut rt = RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
     Ok(rt.block_on(make()))
 }
 

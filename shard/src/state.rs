@@ -46,8 +46,17 @@ impl Shard {
     pub fn new(id: usize, shards: usize, config: Arc<GatewayConfig>, pages: Arc<Pages>) -> Shard {
         let shards = shards.max(1);
         let routes = RouteTable::build(&config);
-        let weights = routes.default_group.iter().map(|i| config.upstreams[*i].weight).collect();
-        let pool = Pool::new(config.upstreams.iter().map(|u| u.max_connections.div_ceil(shards)));
+        let weights = routes
+            .default_group
+            .iter()
+            .map(|i| config.upstreams[*i].weight)
+            .collect();
+        let pool = Pool::new(
+            config
+                .upstreams
+                .iter()
+                .map(|u| u.max_connections.div_ceil(shards)),
+        );
         let seed = (std::process::id() as u64) << 32
             ^ SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -55,7 +64,10 @@ impl Shard {
             ^ ((id as u64) << 56);
         Shard {
             id,
-            selector: RefCell::new(Selector::WeightedRoundRobin(WeightedRoundRobin::new(weights, id * 7919))),
+            selector: RefCell::new(Selector::WeightedRoundRobin(WeightedRoundRobin::new(
+                weights,
+                id * 7919,
+            ))),
             pool: Rc::new(RefCell::new(pool)),
             metrics: RefCell::new(ShardMetrics::new(id, config.upstreams.len())),
             pages: RefCell::new(pages),
@@ -79,10 +91,11 @@ impl Shard {
     pub fn pick_default(&self) -> Option<usize> {
         let health = self.health.borrow();
         let group = &self.routes.default_group;
-        let pos = self
-            .selector
-            .borrow_mut()
-            .next(|pos| group.get(pos).is_some_and(|i| health.get(*i).copied().unwrap_or(false)))?;
+        let pos = self.selector.borrow_mut().next(|pos| {
+            group
+                .get(pos)
+                .is_some_and(|i| health.get(*i).copied().unwrap_or(false))
+        })?;
         group.get(pos).copied()
     }
 
@@ -90,7 +103,9 @@ impl Shard {
     pub fn next_request_id(&self, out: &mut [u8; 16]) {
         let n = self.request_seq.get().wrapping_add(1);
         self.request_seq.set(n);
-        let v = self.request_id_seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let v = self
+            .request_id_seed
+            .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         const HEX: &[u8; 16] = b"0123456789abcdef";
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
@@ -98,7 +113,10 @@ impl Shard {
     }
 
     pub fn take_buffer(&self) -> Vec<u8> {
-        self.buffers.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
     }
 
     pub fn give_buffer(&self, mut buf: Vec<u8>) {

@@ -60,7 +60,13 @@ enum Attempt {
 }
 
 impl Exchange<'_> {
-    pub async fn run(&self, conn: &mut Conn, out: &mut Vec<u8>, ubuf: &mut Vec<u8>, body_left: BodyLeft) -> Result<Completed, Failure> {
+    pub async fn run(
+        &self,
+        conn: &mut Conn,
+        out: &mut Vec<u8>,
+        ubuf: &mut Vec<u8>,
+        body_left: BodyLeft,
+    ) -> Result<Completed, Failure> {
         let replayable = body_left.is_done();
         let mut body_left = Some(body_left);
         let mut retried = false;
@@ -88,7 +94,11 @@ impl Exchange<'_> {
     }
 
     async fn acquire(&self) -> Result<PooledConn, GatewayError> {
-        let checkout = self.shard.pool.borrow_mut().checkout(self.index, std::time::Instant::now());
+        let checkout = self
+            .shard
+            .pool
+            .borrow_mut()
+            .checkout(self.index, std::time::Instant::now());
         let pool = self.shard.pool.clone();
         match checkout {
             Checkout::Reused(stream) => {
@@ -96,7 +106,12 @@ impl Exchange<'_> {
                 Ok(PooledConn::new(pool, self.index, stream, true))
             }
             Checkout::Full => Err(GatewayError::UpstreamBusy(self.upstream.id.clone())),
-            Checkout::Connect => match monoio::time::timeout_at(self.deadline, TcpStream::connect_addr(self.upstream.addr)).await {
+            Checkout::Connect => match monoio::time::timeout_at(
+                self.deadline,
+                TcpStream::connect_addr(self.upstream.addr),
+            )
+            .await
+            {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     self.shard.metrics.borrow_mut().upstream_connect(false);
@@ -144,14 +159,29 @@ impl Exchange<'_> {
             }
             let idle = Some(self.shard.config.server.limits.header_timeout);
             let limit = self.max_body;
-            match relay::relay(&mut conn.stream, up, &mut conn.rbuf, &mut body_left, idle, limit).await {
+            match relay::relay(
+                &mut conn.stream,
+                up,
+                &mut conn.rbuf,
+                &mut body_left,
+                idle,
+                limit,
+            )
+            .await
+            {
                 Ok(_) => {}
-                Err(RelayError::Read(_)) | Err(RelayError::Timeout) => return Err(Attempt::Fatal(Failure::ClientGone)),
+                Err(RelayError::Read(_)) | Err(RelayError::Timeout) => {
+                    return Err(Attempt::Fatal(Failure::ClientGone))
+                }
                 Err(RelayError::TooLarge) => {
-                    return Err(Attempt::Fatal(Failure::BeforeResponse(GatewayError::BodyTooLarge { limit })))
+                    return Err(Attempt::Fatal(Failure::BeforeResponse(
+                        GatewayError::BodyTooLarge { limit },
+                    )))
                 }
                 Err(RelayError::Framing) => {
-                    return Err(Attempt::Fatal(Failure::BeforeResponse(GatewayError::BadRequest("malformed chunked body"))))
+                    return Err(Attempt::Fatal(Failure::BeforeResponse(
+                        GatewayError::BadRequest("malformed chunked body"),
+                    )))
                 }
                 Err(RelayError::Write(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
             }
@@ -159,7 +189,8 @@ impl Exchange<'_> {
         // Read the response head, skipping interim 1xx responses.
         ubuf.clear();
         let (status, mut resp_left, upstream_keep_alive, event_stream, client_keep_alive) = loop {
-            match monoio::time::timeout_at(self.deadline, read_append(up, ubuf, BUFFER_SIZE)).await {
+            match monoio::time::timeout_at(self.deadline, read_append(up, ubuf, BUFFER_SIZE)).await
+            {
                 Err(_) => return Err(self.timeout()),
                 Ok(Ok(0)) | Ok(Err(_)) if ubuf.is_empty() => {
                     return Err(Attempt::NoResponse(io::ErrorKind::ConnectionReset.into()))
@@ -170,7 +201,9 @@ impl Exchange<'_> {
             }
             let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
             match response::parse(ubuf, &mut headers, self.is_head) {
-                Ok(None) if ubuf.len() >= MAX_RESPONSE_HEAD => return Err(Attempt::Fatal(self.protocol())),
+                Ok(None) if ubuf.len() >= MAX_RESPONSE_HEAD => {
+                    return Err(Attempt::Fatal(self.protocol()))
+                }
                 Ok(None) => continue,
                 Err(ResponseError::Malformed) | Err(ResponseError::TooManyHeaders) => {
                     return Err(Attempt::Fatal(self.protocol()))
@@ -184,7 +217,8 @@ impl Exchange<'_> {
                     continue;
                 }
                 Ok(Some(head)) => {
-                    let client_keep_alive = self.client_keep_alive && head.framing != BodyFraming::UntilClose;
+                    let client_keep_alive =
+                        self.client_keep_alive && head.framing != BodyFraming::UntilClose;
                     out.clear();
                     write_client_head(out, &head, !client_keep_alive);
                     let left = match head.framing {
@@ -193,7 +227,13 @@ impl Exchange<'_> {
                         BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
                         BodyFraming::UntilClose => BodyLeft::UntilClose,
                     };
-                    let facts = (head.status, left, head.keep_alive, head.event_stream, client_keep_alive);
+                    let facts = (
+                        head.status,
+                        left,
+                        head.keep_alive,
+                        head.event_stream,
+                        client_keep_alive,
+                    );
                     let head_len = head.head_len;
                     ubuf.drain(..head_len);
                     break facts;
@@ -201,7 +241,9 @@ impl Exchange<'_> {
             }
         };
         // The body part that came with the head goes out in the same write.
-        let n = resp_left.take(ubuf).map_err(|_| Attempt::Fatal(self.protocol()))?;
+        let n = resp_left
+            .take(ubuf)
+            .map_err(|_| Attempt::Fatal(self.protocol()))?;
         out.extend_from_slice(&ubuf[..n]);
         let mut extra = ubuf.len() - n;
         let mut bytes_out = out.len() as u64;
@@ -209,7 +251,11 @@ impl Exchange<'_> {
             return Err(Attempt::Fatal(Failure::ClientGone));
         }
         if !resp_left.is_done() {
-            let idle = if event_stream { None } else { Some(self.upstream.timeout) };
+            let idle = if event_stream {
+                None
+            } else {
+                Some(self.upstream.timeout)
+            };
             match relay::relay(up, &mut conn.stream, ubuf, &mut resp_left, idle, u64::MAX).await {
                 Ok(r) => {
                     bytes_out += r.bytes;
@@ -217,9 +263,17 @@ impl Exchange<'_> {
                 }
                 Err(RelayError::Write(_)) => return Err(Attempt::Fatal(Failure::ClientGone)),
                 Err(RelayError::Timeout) => {
-                    return Err(Attempt::Fatal(Failure::AfterResponse { status, reason: "upstream idle timeout" }))
+                    return Err(Attempt::Fatal(Failure::AfterResponse {
+                        status,
+                        reason: "upstream idle timeout",
+                    }))
                 }
-                Err(_) => return Err(Attempt::Fatal(Failure::AfterResponse { status, reason: "upstream body cut short" })),
+                Err(_) => {
+                    return Err(Attempt::Fatal(Failure::AfterResponse {
+                        status,
+                        reason: "upstream body cut short",
+                    }))
+                }
             }
         }
         if upstream_keep_alive && extra == 0 && resp_left.is_done() {
@@ -234,7 +288,9 @@ impl Exchange<'_> {
     }
 
     fn timeout(&self) -> Attempt {
-        Attempt::Fatal(Failure::BeforeResponse(GatewayError::UpstreamTimeout(self.upstream.id.clone())))
+        Attempt::Fatal(Failure::BeforeResponse(GatewayError::UpstreamTimeout(
+            self.upstream.id.clone(),
+        )))
     }
 
     fn protocol(&self) -> Failure {

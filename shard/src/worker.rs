@@ -89,13 +89,26 @@ async fn shard_main(spec: ShardSpec) {
             return;
         }
     };
-    monoio::spawn(tick_loop(shard.clone(), spec.reports, spec.commands, spec.tick));
-    tracing::debug!(shard = spec.id, driver = runtime::preferred_driver().name(), "shard accepting");
+    monoio::spawn(tick_loop(
+        shard.clone(),
+        spec.reports,
+        spec.commands,
+        spec.tick,
+    ));
+    tracing::debug!(
+        shard = spec.id,
+        driver = runtime::preferred_driver().name(),
+        "shard accepting"
+    );
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if shard.open_connections.get() >= shard.max_connections {
-                    monoio::spawn(connection::refuse_over_capacity(shard.clone(), stream, peer));
+                    monoio::spawn(connection::refuse_over_capacity(
+                        shard.clone(),
+                        stream,
+                        peer,
+                    ));
                 } else {
                     monoio::spawn(connection::serve(shard.clone(), stream, peer));
                 }
@@ -110,13 +123,21 @@ async fn shard_main(spec: ShardSpec) {
 }
 
 /// Every tick: refresh the `Date` value, send the metric delta up, apply commands sent down.
-async fn tick_loop(shard: Rc<Shard>, reports: Sender<MetricsDelta>, commands: Receiver<ShardCommand>, tick: Duration) {
+async fn tick_loop(
+    shard: Rc<Shard>,
+    reports: Sender<MetricsDelta>,
+    commands: Receiver<ShardCommand>,
+    tick: Duration,
+) {
     loop {
         monoio::time::sleep(tick).await;
         shard.refresh_date();
         let delta = shard.metrics.borrow_mut().take_delta();
         if reports.try_send(delta).is_err() {
-            tracing::debug!(shard = shard.id, "management shard not receiving metric deltas");
+            tracing::debug!(
+                shard = shard.id,
+                "management shard not receiving metric deltas"
+            );
         }
         while let Ok(command) = commands.try_recv() {
             shard.apply(command);

@@ -76,7 +76,8 @@ impl ChunkedTracker {
                 return Ok(i);
             }
             if self.state == State::Data {
-                let take = (bytes.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let take =
+                    (bytes.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                 i += take;
                 self.remaining -= take as u64;
                 self.payload += take as u64;
@@ -184,9 +185,18 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(ChunkedTracker::new().feed(b"zz\r\n"), Err(ChunkError::BadSize));
-        assert_eq!(ChunkedTracker::new().feed(b"\r\n"), Err(ChunkError::BadSize));
-        assert_eq!(ChunkedTracker::new().feed(b"1\r\nab"), Err(ChunkError::MissingCrlf));
+        assert_eq!(
+            ChunkedTracker::new().feed(b"zz\r\n"),
+            Err(ChunkError::BadSize)
+        );
+        assert_eq!(
+            ChunkedTracker::new().feed(b"\r\n"),
+            Err(ChunkError::BadSize)
+        );
+        assert_eq!(
+            ChunkedTracker::new().feed(b"1\r\nab"),
+            Err(ChunkError::MissingCrlf)
+        );
         assert_eq!(
             ChunkedTracker::new().feed(b"ffffffffffffffffff\r\n"),
             Err(ChunkError::SizeOverflow)

@@ -61,7 +61,9 @@ pub fn local_response(out: &mut Vec<u8>, date: &[u8], r: &LocalResponse<'_>) {
     out.push(b' ');
     out.extend_from_slice(reason(r.status).as_bytes());
     out.extend_from_slice(b"\r\n");
-    header(out, "Date", date);
+    if !date.is_empty() {
+        header(out, "Date", date);
+    }
     header(out, "Server", b"mcp-gateway");
     header(out, "Content-Type", r.content_type.as_bytes());
     header_u64(out, "Content-Length", r.body.len() as u64);
@@ -121,7 +123,9 @@ pub fn json_string(out: &mut Vec<u8>, s: &[u8]) {
 
 /// The `Date` header value, refreshed by the shard's tick rather than per request.
 pub fn http_date(now: std::time::SystemTime) -> String {
-    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);

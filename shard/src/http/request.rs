@@ -65,7 +65,9 @@ pub fn parse<'h, 'b>(
     let target = req.path.unwrap_or("");
     let minor_version = req.version.unwrap_or(1);
     if !(target.starts_with('/') || target == "*") {
-        return Err(RequestError::Malformed("request target must be an absolute path"));
+        return Err(RequestError::Malformed(
+            "request target must be an absolute path",
+        ));
     }
     let headers: &'h [httparse::Header<'b>] = req.headers;
 
@@ -88,13 +90,19 @@ pub fn parse<'h, 'b>(
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(h.value).ok_or(RequestError::Malformed("bad content-length"))?;
+            let n = parse_content_length(h.value)
+                .ok_or(RequestError::Malformed("bad content-length"))?;
             if content_length.is_some_and(|prev| prev != n) {
                 return Err(RequestError::Malformed("conflicting content-length"));
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|b| *b == b',').next().map(super::trim_ascii).unwrap_or(b"");
+            let last = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .map(super::trim_ascii)
+                .unwrap_or(b"");
             if !last.eq_ignore_ascii_case(b"chunked") {
                 return Err(RequestError::UnsupportedEncoding);
             }
@@ -126,7 +134,11 @@ pub fn parse<'h, 'b>(
         return Err(RequestError::Malformed("missing host header"));
     }
     head.framing = match (chunked, content_length) {
-        (true, Some(_)) => return Err(RequestError::Malformed("both content-length and transfer-encoding")),
+        (true, Some(_)) => {
+            return Err(RequestError::Malformed(
+                "both content-length and transfer-encoding",
+            ))
+        }
         (true, None) => BodyFraming::Chunked,
         (false, Some(0)) | (false, None) => BodyFraming::Empty,
         (false, Some(n)) => BodyFraming::Length(n),
@@ -158,7 +170,9 @@ mod tests {
     #[test]
     fn partial_is_none() {
         let mut headers = [httparse::EMPTY_HEADER; 8];
-        assert!(parse(b"GET / HTTP/1.1\r\nHost:", &mut headers).unwrap().is_none());
+        assert!(parse(b"GET / HTTP/1.1\r\nHost:", &mut headers)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -175,6 +189,9 @@ mod tests {
         assert!(parse(b"\x00\x01garbage\r\n\r\n", &mut h).is_err());
         let mut h = [httparse::EMPTY_HEADER; 2];
         let raw = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
-        assert_eq!(parse(raw, &mut h).unwrap_err(), RequestError::TooManyHeaders);
+        assert_eq!(
+            parse(raw, &mut h).unwrap_err(),
+            RequestError::TooManyHeaders
+        );
     }
 }

@@ -72,17 +72,18 @@ pub fn parse<'h, 'b>(
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"text/event-stream"));
         }
     }
-    let framing = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
-        BodyFraming::Empty
-    } else if chunked {
-        BodyFraming::Chunked
-    } else {
-        match content_length {
-            Some(0) => BodyFraming::Empty,
-            Some(n) => BodyFraming::Length(n),
-            None => BodyFraming::UntilClose,
-        }
-    };
+    let framing =
+        if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
+            BodyFraming::Empty
+        } else if chunked {
+            BodyFraming::Chunked
+        } else {
+            match content_length {
+                Some(0) => BodyFraming::Empty,
+                Some(n) => BodyFraming::Length(n),
+                None => BodyFraming::UntilClose,
+            }
+        };
     if framing == BodyFraming::UntilClose {
         keep_alive = false;
     }
@@ -106,18 +107,38 @@ mod tests {
     #[test]
     fn framings() {
         let mut h = [httparse::EMPTY_HEADER; 8];
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", &mut h, false).unwrap().unwrap();
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            &mut h,
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.framing, BodyFraming::Length(5));
         assert!(r.keep_alive);
         let mut h = [httparse::EMPTY_HEADER; 8];
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", &mut h, true).unwrap().unwrap();
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            &mut h,
+            true,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.framing, BodyFraming::Empty);
         let mut h = [httparse::EMPTY_HEADER; 8];
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", &mut h, false).unwrap().unwrap();
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
+            &mut h,
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.framing, BodyFraming::UntilClose);
         assert!(r.event_stream && !r.keep_alive);
         let mut h = [httparse::EMPTY_HEADER; 8];
-        let r = parse(b"HTTP/1.1 204 No Content\r\n\r\n", &mut h, false).unwrap().unwrap();
+        let r = parse(b"HTTP/1.1 204 No Content\r\n\r\n", &mut h, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.framing, BodyFraming::Empty);
     }
 }

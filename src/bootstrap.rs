@@ -1,0 +1,113 @@
+//! Starting the gateway from a validated config: decide the shard count from the allowed
+//! CPUs, bind every listener (after validation, before any thread starts), wire the
+//! channels, start the management shard and the shards.
+//!
+//! Owns: process start-up order. Must not: serve traffic itself.
+
+use crate::mgmt::{self, MgmtSpec, State};
+use anyhow::Context;
+use mcp_gateway_config::{GatewayConfig, Workers};
+use mcp_gateway_shard::worker::{self, ShardSpec};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub management_addr: Option<SocketAddr>,
+    pub shards: usize,
+    pub threads: Vec<JoinHandle<()>>,
+}
+
+pub fn start(config: GatewayConfig) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let cpus = worker::allowed_cpus();
+    let shards = match config.server.workers {
+        Workers::Auto => cpus.len().max(1),
+        Workers::Count(n) => n.max(1),
+    };
+    if shards > cpus.len() && !cpus.is_empty() {
+        tracing::warn!(
+            shards,
+            allowed_cpus = cpus.len(),
+            "more shards than allowed CPUs: some share a core"
+        );
+    }
+    let data_addr = SocketAddr::new(config.server.host, config.server.port);
+    let listeners = worker::bind_listeners(data_addr, shards)
+        .with_context(|| format!("binding {data_addr}"))?;
+    let data_addr = listeners[0].local_addr()?;
+    let (management_listener, management_addr) = if config.monitoring.dashboard_enabled {
+        let addr = SocketAddr::new(
+            config.monitoring.management_host,
+            config.monitoring.management_port,
+        );
+        let l = worker::bind_reuseport(addr)
+            .with_context(|| format!("binding management port {addr}"))?;
+        let addr = l.local_addr()?;
+        (Some(l), Some(addr))
+    } else {
+        (None, None)
+    };
+
+    let (report_tx, report_rx) = crossbeam_channel::unbounded();
+    let mut command_txs = Vec::with_capacity(shards);
+    let mut command_rxs = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        command_txs.push(tx);
+        command_rxs.push(rx);
+    }
+    let pinned: Vec<usize> = (0..shards)
+        .filter_map(|i| cpus.get(i % cpus.len().max(1)).map(|c| c.id))
+        .collect();
+    let state = State::new(config.clone(), shards, pinned, data_addr, management_addr);
+    let pages = state.pages.clone();
+    let mut threads = vec![mgmt::spawn(MgmtSpec {
+        state,
+        reports: report_rx,
+        shards: command_txs,
+        listener: management_listener,
+    })?];
+    for (id, (listener, commands)) in listeners.into_iter().zip(command_rxs).enumerate() {
+        threads.push(worker::spawn(ShardSpec {
+            id,
+            shards,
+            cpu: cpus.get(id % cpus.len().max(1)).copied(),
+            listener,
+            config: config.clone(),
+            pages: pages.clone(),
+            reports: report_tx.clone(),
+            commands,
+            tick: config.monitoring.metrics_tick,
+        })?);
+    }
+    Ok(Running {
+        data_addr,
+        management_addr,
+        shards,
+        threads,
+    })
+}
+
+pub fn announce(running: &Running) {
+    println!(
+        "mcp-gateway listening on http://{} ({} shards, {} driver)",
+        running.data_addr,
+        running.shards,
+        mcp_gateway_shard::runtime::preferred_driver().name()
+    );
+    if let Some(m) = running.management_addr {
+        println!("management and dashboard on http://{m}");
+    }
+}
+
+pub fn run_forever(config: GatewayConfig) -> anyhow::Result<ExitCode> {
+    let running = start(config)?;
+    announce(&running);
+    for t in running.threads {
+        let _ = t.join();
+    }
+    Ok(ExitCode::FAILURE)
+}

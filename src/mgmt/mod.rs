@@ -1,0 +1,124 @@
+//! The management shard: one more thread, with its own monoio runtime, that owns what is
+//! process-wide: merging the shards' metric deltas (at each tick), rendering the gateway's
+//! pages and sending them down to every shard, active health checks, and the management
+//! port.
+//!
+//! Owns: [`State`]. Must not: be on any request's path: shards only ever see what it sends
+//! them over `crossbeam` channels.
+
+mod merge;
+pub mod prober;
+pub mod render;
+mod server;
+
+use crossbeam_channel::{Receiver, Sender};
+use mcp_gateway_config::GatewayConfig;
+use mcp_gateway_shard::messages::{Pages, ShardCommand};
+use mcp_gateway_shard::metrics::MetricsDelta;
+use mcp_gateway_shard::runtime;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+pub use merge::Totals;
+pub use prober::HealthTable;
+
+pub struct State {
+    pub config: Arc<GatewayConfig>,
+    pub totals: Totals,
+    pub health: HealthTable,
+    pub started_at: Instant,
+    pub started_wall: SystemTime,
+    pub shards: usize,
+    pub driver: &'static str,
+    pub cpus: Vec<usize>,
+    pub data_addr: SocketAddr,
+    pub management_addr: Option<SocketAddr>,
+    /// What the shards serve now.
+    pub pages: Arc<Pages>,
+}
+
+impl State {
+    pub fn new(
+        config: Arc<GatewayConfig>,
+        shards: usize,
+        cpus: Vec<usize>,
+        data_addr: SocketAddr,
+        management_addr: Option<SocketAddr>,
+    ) -> State {
+        let mut state = State {
+            totals: Totals::new(config.upstreams.len(), shards),
+            health: HealthTable::new(
+                config.upstreams.len(),
+                &config.health_check,
+                config.load_balancer.health_check,
+            ),
+            started_at: Instant::now(),
+            started_wall: SystemTime::now(),
+            shards,
+            driver: runtime::preferred_driver().name(),
+            cpus,
+            data_addr,
+            management_addr,
+            pages: Arc::new(Pages::render(|_| mcp_gateway_shard::messages::Page {
+                status: 503,
+                content_type: "application/json",
+                body: bytes::Bytes::new(),
+            })),
+            config,
+        };
+        state.pages = Arc::new(render::pages(&state));
+        state
+    }
+}
+
+pub struct MgmtSpec {
+    pub state: State,
+    pub reports: Receiver<MetricsDelta>,
+    pub shards: Vec<Sender<ShardCommand>>,
+    pub listener: Option<std::net::TcpListener>,
+}
+
+pub fn spawn(spec: MgmtSpec) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("management".into())
+        .spawn(move || {
+            if let Err(e) = runtime::block_on(move || management_main(spec)) {
+                tracing::error!(error = %e, "management runtime failed to start");
+            }
+        })
+}
+
+async fn management_main(spec: MgmtSpec) {
+    let tick = spec.state.config.monitoring.metrics_tick;
+    let checks_enabled = spec.state.config.health_check.enabled;
+    let state = Rc::new(RefCell::new(spec.state));
+    let shards = Rc::new(spec.shards);
+    if let Some(listener) = spec.listener {
+        match monoio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                monoio::spawn(server::serve(l, state.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot use the management listener"),
+        }
+    }
+    if checks_enabled {
+        monoio::spawn(prober::run(state.clone(), shards.clone()));
+    }
+    loop {
+        monoio::time::sleep(tick).await;
+        let mut s = state.borrow_mut();
+        while let Ok(delta) = spec.reports.try_recv() {
+            s.totals.merge(&delta);
+        }
+        let pages = Arc::new(render::pages(&s));
+        s.pages = pages.clone();
+        drop(s);
+        for tx in shards.iter() {
+            let _ = tx.send(ShardCommand::Pages(pages.clone()));
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Active health checks: one prober for the whole process, on the management shard.
+//!
+//! Owns: the health table (per upstream: up/down with thresholds, last check, latency, last
+//! error) and the probe itself (`GET <healthCheck.path>` at the upstream's host, 2xx/3xx is
+//! healthy). When an upstream changes state, the new health map goes down to every shard.
+//! Must not: run on a shard, or probe the same upstream twice at once.
+
+use super::State;
+use mcp_gateway_config::{HealthCheck, Upstream};
+use mcp_gateway_shard::messages::ShardCommand;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Probes in flight at once, so 1000 upstreams do not open 1000 sockets in one burst.
+const CONCURRENCY: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct HealthEntry {
+    pub healthy: bool,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last_check: Option<SystemTime>,
+    pub last_latency_ms: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+pub struct HealthTable {
+    entries: Vec<HealthEntry>,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+    /// `loadBalancer.healthCheck: false` keeps every upstream in rotation whatever probes say.
+    route_by_health: bool,
+}
+
+impl HealthTable {
+    pub fn new(upstreams: usize, check: &HealthCheck, route_by_health: bool) -> Self {
+        let entry = HealthEntry {
+            healthy: true,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            last_check: None,
+            last_latency_ms: None,
+            last_error: None,
+        };
+        Self {
+            entries: vec![entry; upstreams],
+            healthy_threshold: check.healthy_threshold.max(1),
+            unhealthy_threshold: check.unhealthy_threshold.max(1),
+            route_by_health,
+        }
+    }
+
+    pub fn entries(&self) -> &[HealthEntry] {
+        &self.entries
+    }
+
+    /// (healthy, total)
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.entries.iter().filter(|e| e.healthy).count(),
+            self.entries.len(),
+        )
+    }
+
+    /// Records one probe result; true when the upstream changed state.
+    pub fn record(&mut self, index: usize, result: Result<Duration, String>) -> bool {
+        let (healthy_threshold, unhealthy_threshold) =
+            (self.healthy_threshold, self.unhealthy_threshold);
+        let Some(e) = self.entries.get_mut(index) else {
+            return false;
+        };
+        e.last_check = Some(SystemTime::now());
+        let was = e.healthy;
+        match result {
+            Ok(latency) => {
+                e.last_latency_ms = Some(latency.as_secs_f64() * 1000.0);
+                e.last_error = None;
+                e.consecutive_failures = 0;
+                e.consecutive_successes += 1;
+                if !e.healthy && e.consecutive_successes >= healthy_threshold {
+                    e.healthy = true;
+                }
+            }
+            Err(error) => {
+                e.last_error = Some(error);
+                e.consecutive_successes = 0;
+                e.consecutive_failures += 1;
+                if e.healthy && e.consecutive_failures >= unhealthy_threshold {
+                    e.healthy = false;
+                }
+            }
+        }
+        was != e.healthy
+    }
+
+    /// What shards route by.
+    pub fn routing_map(&self) -> Vec<bool> {
+        self.entries
+            .iter()
+            .map(|e| e.healthy || !self.route_by_health)
+            .collect()
+    }
+}
+
+/// Probes every upstream each interval, forever.
+pub async fn run(
+    state: Rc<RefCell<State>>,
+    shards: Rc<Vec<crossbeam_channel::Sender<ShardCommand>>>,
+) {
+    let (config, check) = {
+        let s = state.borrow();
+        (s.config.clone(), s.config.health_check.clone())
+    };
+    loop {
+        let mut changed = false;
+        for chunk in (0..config.upstreams.len())
+            .collect::<Vec<_>>()
+            .chunks(CONCURRENCY)
+        {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let upstream = config.upstreams[i].clone();
+                    let path = check.path.clone();
+                    let timeout = check.timeout;
+                    monoio::spawn(async move { (i, probe(&upstream, &path, timeout).await) })
+                })
+                .collect();
+            for handle in handles {
+                let (i, result) = handle.await;
+                if let Err(e) = &result {
+                    tracing::debug!(upstream = %config.upstreams[i].id, error = %e, "health probe failed");
+                }
+                let flipped = state.borrow_mut().health.record(i, result);
+                if flipped {
+                    let now_healthy = state.borrow().health.entries()[i].healthy;
+                    tracing::warn!(upstream = %config.upstreams[i].id, healthy = now_healthy, "upstream health changed");
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let map = Arc::new(state.borrow().health.routing_map());
+            for tx in shards.iter() {
+                let _ = tx.send(ShardCommand::Health(map.clone()));
+            }
+        }
+        monoio::time::sleep(check.interval).await;
+    }
+}
+
+async fn probe(upstream: &Upstream, path: &str, timeout: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    match monoio::time::timeout(timeout, probe_once(upstream, path)).await {
+        Ok(Ok(status)) if (200..400).contains(&status) => Ok(started.elapsed()),
+        Ok(Ok(status)) => Err(format!("health check answered {status}")),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+async fn probe_once(upstream: &Upstream, path: &str) -> Result<u16, String> {
+    let mut stream = TcpStream::connect_addr(upstream.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mcp-gateway-health\r\nConnection: close\r\n\r\n",
+        upstream.authority
+    );
+    let (res, _) = stream.write_all(request.into_bytes()).await;
+    res.map_err(|e| format!("write: {e}"))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let len = buf.len();
+        if len == buf.capacity() {
+            return Err("response head too large".into());
+        }
+        let (res, slice) = stream
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..4096))
+            .await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => return Err("closed before a response".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => return Ok(response.code.unwrap_or(0)),
+            Ok(httparse::Status::Partial) => continue,
+            Err(e) => return Err(format!("bad response: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> HealthCheck {
+        HealthCheck {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            path: "/health".into(),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+        }
+    }
+
+    #[test]
+    fn thresholds() {
+        let mut t = HealthTable::new(1, &check(), true);
+        assert!(!t.record(0, Err("x".into())));
+        assert!(t.record(0, Err("x".into())));
+        assert_eq!(t.routing_map(), vec![false]);
+        assert!(t.record(0, Ok(Duration::from_millis(1))));
+        assert_eq!(t.counts(), (1, 1));
+        let mut t = HealthTable::new(1, &check(), false);
+        t.record(0, Err("x".into()));
+        t.record(0, Err("x".into()));
+        assert_eq!(t.routing_map(), vec![true]);
+    }
+}

@@ -1,0 +1,357 @@
+//! Rendering the gateway's own pages from the management shard's state: `/health`,
+//! `/info`, `/stats`, `/status`, `/upstream/health` (JSON, shapes as in the original
+//! gateway) and `/metrics` (Prometheus text format).
+//!
+//! Owns: page shapes and metric names. Must not: mutate state; it runs once per tick and
+//! the shards serve what it produced.
+
+use super::State;
+use bytes::Bytes;
+use mcp_gateway_shard::error::ErrorKind;
+use mcp_gateway_shard::http::encode::civil_from_days;
+use mcp_gateway_shard::messages::{Page, Pages};
+use mcp_gateway_shard::router::LocalPage;
+use serde_json::{json, Value};
+use std::fmt::Write;
+use std::time::SystemTime;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Latency histogram bucket bounds for `/metrics`, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub fn pages(state: &State) -> Pages {
+    Pages::render(|page| render(state, page))
+}
+
+fn render(state: &State, page: LocalPage) -> Page {
+    let json_page = |status: u16, v: Value| Page {
+        status,
+        content_type: "application/json",
+        body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+    };
+    match page {
+        LocalPage::Health => json_page(200, health(state)),
+        LocalPage::Info => json_page(200, info(state)),
+        LocalPage::Stats => json_page(200, stats(state)),
+        LocalPage::Status => json_page(200, status(state)),
+        LocalPage::UpstreamHealth => json_page(200, upstream_health(state)),
+        LocalPage::Metrics => Page {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: Bytes::from(metrics(state)),
+        },
+    }
+}
+
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, mo, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{mo:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn uptime_ms(state: &State) -> u64 {
+    state.started_at.elapsed().as_millis() as u64
+}
+
+fn health(state: &State) -> Value {
+    let t = &state.totals;
+    let (healthy, total) = state.health.counts();
+    let status = if total > 0 && healthy == 0 {
+        "unhealthy"
+    } else if healthy < total {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    json!({
+        "status": status,
+        "timestamp": iso8601(SystemTime::now()),
+        "uptime": uptime_ms(state),
+        "version": VERSION,
+        "stats": {
+            "requests": t.requests,
+            "responses": t.responses(),
+            "errors": t.errors_total(),
+            "uptime": uptime_ms(state),
+        },
+        "upstreams": {"total": total, "healthy": healthy},
+    })
+}
+
+fn info(state: &State) -> Value {
+    let c = &state.config;
+    json!({
+        "name": "mcp-gateway",
+        "version": VERSION,
+        "startedAt": iso8601(state.started_wall),
+        "uptime": uptime_ms(state),
+        "runtime": {
+            "driver": state.driver,
+            "shards": state.shards,
+            "cpus": state.cpus,
+        },
+        "listeners": {
+            "http": state.data_addr.to_string(),
+            "management": state.management_addr.map(|a| a.to_string()),
+        },
+        "upstreams": c.upstreams.len(),
+        "loadBalancer": {"algorithm": format!("{:?}", c.load_balancer.algorithm)},
+        "healthCheck": {
+            "enabled": c.health_check.enabled,
+            "intervalMs": c.health_check.interval.as_millis() as u64,
+            "path": c.health_check.path,
+        },
+        "limits": {
+            "maxConnections": c.server.limits.max_connections,
+            "maxHeaderBytes": c.server.limits.max_header_bytes,
+            "maxBodyBytes": c.server.limits.max_body_bytes,
+            "headerTimeoutMs": c.server.limits.header_timeout.as_millis() as u64,
+            "keepAliveTimeoutMs": c.server.limits.keep_alive_timeout.as_millis() as u64,
+        },
+    })
+}
+
+fn latency_json(state: &State) -> Value {
+    let h = &state.totals.latency_us;
+    let ms = |us: u64| us as f64 / 1000.0;
+    json!({
+        "count": h.len(),
+        "meanMs": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+        "p50Ms": ms(h.value_at_quantile(0.5)),
+        "p90Ms": ms(h.value_at_quantile(0.9)),
+        "p99Ms": ms(h.value_at_quantile(0.99)),
+        "p999Ms": ms(h.value_at_quantile(0.999)),
+        "maxMs": ms(h.max()),
+    })
+}
+
+fn stats(state: &State) -> Value {
+    let t = &state.totals;
+    let errors: serde_json::Map<String, Value> = ErrorKind::ALL
+        .iter()
+        .filter(|k| t.errors[k.index()] > 0)
+        .map(|k| (k.label().to_string(), json!(t.errors[k.index()])))
+        .collect();
+    let upstreams: Vec<Value> = state
+        .config
+        .upstreams
+        .iter()
+        .zip(&t.per_upstream)
+        .filter(|(_, c)| c.requests > 0)
+        .map(|(u, c)| {
+            json!({
+                "id": u.id,
+                "requests": c.requests,
+                "errors": c.errors,
+                "status5xx": c.status_5xx,
+                "avgLatencyMs": c.latency_us_sum as f64 / c.requests.max(1) as f64 / 1000.0,
+            })
+        })
+        .collect();
+    json!({
+        "timestamp": iso8601(SystemTime::now()),
+        "uptime": uptime_ms(state),
+        "requests": t.requests,
+        "responses": t.responses(),
+        "errors": t.errors_total(),
+        "proxied": t.proxied,
+        "statusCodes": {
+            "1xx": t.status_classes[1], "2xx": t.status_classes[2], "3xx": t.status_classes[3],
+            "4xx": t.status_classes[4], "5xx": t.status_classes[5],
+        },
+        "errorsByKind": errors,
+        "bytes": {"received": t.bytes_in, "sent": t.bytes_out},
+        "connections": {"active": t.active_connections(), "total": t.connections_opened},
+        "upstreamConnections": {"opened": t.upstream_connects, "reused": t.upstream_reuses, "retried": t.upstream_retries},
+        "latency": latency_json(state),
+        "shards": t.per_shard_requests.iter().enumerate().map(|(i, r)| json!({"id": i, "requests": r})).collect::<Vec<_>>(),
+        "upstreams": upstreams,
+    })
+}
+
+fn status(state: &State) -> Value {
+    let (healthy, total) = state.health.counts();
+    json!({
+        "status": "running",
+        "timestamp": iso8601(SystemTime::now()),
+        "uptime": uptime_ms(state),
+        "components": {
+            "dataPlane": {"status": "running", "shards": state.shards, "driver": state.driver, "address": state.data_addr.to_string()},
+            "managementShard": {"status": "running", "address": state.management_addr.map(|a| a.to_string()), "metricsIntervalMs": state.config.monitoring.metrics_tick.as_millis() as u64},
+            "healthChecker": {"status": if state.config.health_check.enabled { "running" } else { "disabled" }, "intervalMs": state.config.health_check.interval.as_millis() as u64},
+            "upstreams": {"total": total, "healthy": healthy, "unhealthy": total - healthy},
+        },
+    })
+}
+
+fn upstream_health(state: &State) -> Value {
+    let (healthy, total) = state.health.counts();
+    let servers: Vec<Value> = state
+        .config
+        .upstreams
+        .iter()
+        .zip(state.health.entries())
+        .map(|(u, h)| {
+            json!({
+                "id": u.id,
+                "url": u.url,
+                "group": u.group,
+                "healthy": h.healthy,
+                "lastCheck": h.last_check.map(iso8601),
+                "lastLatencyMs": h.last_latency_ms,
+                "consecutiveFailures": h.consecutive_failures,
+                "lastError": h.last_error,
+            })
+        })
+        .collect();
+    json!({
+        "timestamp": iso8601(SystemTime::now()),
+        "checksEnabled": state.config.health_check.enabled,
+        "total": total,
+        "healthy": healthy,
+        "unhealthy": total - healthy,
+        "servers": servers,
+    })
+}
+
+fn metrics(state: &State) -> String {
+    let t = &state.totals;
+    let mut out = String::with_capacity(64 * 1024);
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        "mcp_gateway_requests_total",
+        "Requests received on the data port.",
+        t.requests,
+    );
+    counter(
+        "mcp_gateway_proxied_requests_total",
+        "Requests forwarded to an upstream.",
+        t.proxied,
+    );
+    counter(
+        "mcp_gateway_received_bytes_total",
+        "Request bytes received from clients.",
+        t.bytes_in,
+    );
+    counter(
+        "mcp_gateway_sent_bytes_total",
+        "Response bytes sent to clients.",
+        t.bytes_out,
+    );
+    counter(
+        "mcp_gateway_connections_total",
+        "Client connections accepted.",
+        t.connections_opened,
+    );
+    counter(
+        "mcp_gateway_upstream_connections_opened_total",
+        "New upstream connections.",
+        t.upstream_connects,
+    );
+    counter(
+        "mcp_gateway_upstream_connections_reused_total",
+        "Requests sent on a pooled upstream connection.",
+        t.upstream_reuses,
+    );
+    counter(
+        "mcp_gateway_upstream_retries_total",
+        "Requests retried after a stale pooled connection.",
+        t.upstream_retries,
+    );
+    let _ = writeln!(out, "# HELP mcp_gateway_connections_active Open client connections.\n# TYPE mcp_gateway_connections_active gauge\nmcp_gateway_connections_active {}", t.active_connections());
+    let _ = writeln!(out, "# HELP mcp_gateway_responses_total Responses by status class.\n# TYPE mcp_gateway_responses_total counter");
+    for class in 1..=5 {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_responses_total{{class=\"{class}xx\"}} {}",
+            t.status_classes[class]
+        );
+    }
+    let _ = writeln!(out, "# HELP mcp_gateway_errors_total Requests the gateway answered with its own error, by kind.\n# TYPE mcp_gateway_errors_total counter");
+    for kind in ErrorKind::ALL {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_errors_total{{kind=\"{}\"}} {}",
+            kind.label(),
+            t.errors[kind.index()]
+        );
+    }
+    latency_histogram(&mut out, state);
+    let _ = writeln!(out, "# HELP mcp_gateway_upstream_requests_total Requests per upstream.\n# TYPE mcp_gateway_upstream_requests_total counter");
+    for (u, c) in state.config.upstreams.iter().zip(&t.per_upstream) {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_upstream_requests_total{{upstream=\"{}\"}} {}",
+            u.id, c.requests
+        );
+    }
+    let _ = writeln!(out, "# HELP mcp_gateway_upstream_errors_total Failed exchanges per upstream.\n# TYPE mcp_gateway_upstream_errors_total counter");
+    for (u, c) in state.config.upstreams.iter().zip(&t.per_upstream) {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_upstream_errors_total{{upstream=\"{}\"}} {}",
+            u.id, c.errors
+        );
+    }
+    let _ = writeln!(out, "# HELP mcp_gateway_upstream_healthy 1 when the upstream passes health checks.\n# TYPE mcp_gateway_upstream_healthy gauge");
+    for (u, h) in state.config.upstreams.iter().zip(state.health.entries()) {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_upstream_healthy{{upstream=\"{}\"}} {}",
+            u.id,
+            u8::from(h.healthy)
+        );
+    }
+    let _ = writeln!(out, "# HELP mcp_gateway_shards Data-plane shards (one per pinned core).\n# TYPE mcp_gateway_shards gauge\nmcp_gateway_shards {}", state.shards);
+    let _ = writeln!(out, "# HELP mcp_gateway_uptime_seconds Seconds since start.\n# TYPE mcp_gateway_uptime_seconds gauge\nmcp_gateway_uptime_seconds {}", state.started_at.elapsed().as_secs());
+    let _ = writeln!(out, "# HELP mcp_gateway_info Build and runtime facts.\n# TYPE mcp_gateway_info gauge\nmcp_gateway_info{{version=\"{VERSION}\",driver=\"{}\"}} 1", state.driver);
+    out
+}
+
+fn latency_histogram(out: &mut String, state: &State) {
+    let h = &state.totals.latency_us;
+    let name = "mcp_gateway_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from request head to the end of the response.\n# TYPE {name} histogram"
+    );
+    let mut counts = [0u64; BUCKETS.len()];
+    for v in h.iter_recorded() {
+        let secs = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                counts[i] += v.count_at_value();
+            }
+        }
+    }
+    for (bound, count) in BUCKETS.iter().zip(counts) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let sum: f64 = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+        .sum::<f64>()
+        / 1e6;
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {sum}\n{name}_count {}",
+        h.len(),
+        h.len()
+    );
+}

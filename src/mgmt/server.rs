@@ -1,0 +1,135 @@
+//! The management port (8081): the same pages as the data port plus the dashboard.
+//!
+//! Owns: serving the management shard's HTTP. Must not: proxy anything, or take long on
+//! one connection (it shares its thread with the merge tick and the prober).
+
+use super::State;
+use mcp_gateway_shard::http::encode::{self, LocalResponse};
+use mcp_gateway_shard::http::request;
+use mcp_gateway_shard::relay::{read_append, write_all};
+use mcp_gateway_shard::router::LocalPage;
+use monoio::net::{TcpListener, TcpStream};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
+const MAX_HEAD: usize = 16 * 1024;
+const IDLE: Duration = Duration::from_secs(60);
+
+pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                monoio::spawn(connection(stream, state.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "management accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(mut stream: TcpStream, state: Rc<RefCell<State>>) {
+    let mut buf = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (status, content_type, body, close, consumed): (u16, &str, bytes::Bytes, bool, usize) = {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            match request::parse(&buf, &mut headers) {
+                Ok(Some(head)) => {
+                    let has_body =
+                        !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);
+                    let (status, ct, body) = answer(&state, head.method, head.path());
+                    (
+                        status,
+                        ct,
+                        body,
+                        !head.keep_alive || has_body,
+                        head.head_len,
+                    )
+                }
+                Ok(None) if buf.len() < MAX_HEAD => {
+                    match monoio::time::timeout(IDLE, read_append(&mut stream, &mut buf, 4096))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => continue,
+                        _ => return,
+                    }
+                }
+                Ok(None) => (
+                    431,
+                    "application/json",
+                    encode::error_body(431, "request header fields too large", b"").into(),
+                    true,
+                    0,
+                ),
+                Err(e) => (
+                    400,
+                    "application/json",
+                    encode::error_body(400, &e.to_string(), b"").into(),
+                    true,
+                    0,
+                ),
+            }
+        };
+        buf.drain(..consumed);
+        out.clear();
+        let date = encode::http_date(std::time::SystemTime::now());
+        encode::local_response(
+            &mut out,
+            date.as_bytes(),
+            &LocalResponse {
+                status,
+                content_type,
+                body: &body,
+                close,
+                request_id: b"",
+                extra: &["Cache-Control: no-store"],
+            },
+        );
+        if write_all(&mut stream, &mut out).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn answer(
+    state: &Rc<RefCell<State>>,
+    method: &str,
+    path: &str,
+) -> (u16, &'static str, bytes::Bytes) {
+    if method != "GET" && method != "HEAD" {
+        return (
+            405,
+            "application/json",
+            encode::error_body(405, "the management port is read-only", b"").into(),
+        );
+    }
+    if path == "/" || path == "/dashboard" {
+        return (
+            200,
+            "text/html; charset=utf-8",
+            bytes::Bytes::from_static(DASHBOARD_HTML.as_bytes()),
+        );
+    }
+    match LocalPage::from_path(path) {
+        Some(page) => {
+            let pages = state.borrow().pages.clone();
+            match pages.get(page) {
+                Some(p) => (p.status, p.content_type, p.body.clone()),
+                None => (
+                    503,
+                    "application/json",
+                    encode::error_body(503, "page not rendered yet", b"").into(),
+                ),
+            }
+        }
+        None => (
+            404,
+            "application/json",
+            encode::error_body(404, "no such management page", b"").into(),
+        ),
+    }
+}
