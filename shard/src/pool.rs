@@ -1,23 +1,61 @@
 //! Per-shard keep-alive pools of upstream connections, one slot per upstream.
 //!
 //! Owns: idle connections, the open-connection count against each upstream's per-shard cap
-//! (`ceil(maxConnections / shards)`), and dropping connections idle too long. A
-//! [`PooledConn`] gives its count back when dropped, so no path leaks capacity.
-//! Must not: connect, read or write (that is `upstream`), or be shared across threads.
+//! (`ceil(maxConnections / shards)`), the queue of requests waiting for a connection when
+//! the cap is reached (served first come, first served, as connections come back), and
+//! dropping connections idle too long. A [`PooledConn`] gives its connection or its count
+//! back when dropped, so no path leaks capacity. Must not: connect, read or write (that is
+//! `upstream`), or be shared across threads.
 
 use monoio::net::TcpStream;
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Idle pooled connections older than this are closed instead of reused; most servers'
 /// keep-alive timeouts are longer, and a stale one is detected and retried anyway.
 pub const IDLE_MAX: Duration = Duration::from_secs(30);
 
+/// What a waiting request is handed when a connection comes back.
+pub enum Grant {
+    /// A kept-alive connection, counted as open.
+    Stream(TcpStream),
+    /// Room to open a new connection, counted as open.
+    Capacity,
+}
+
+/// One queued request. The pool holds it weakly: a request that gave up is skipped.
+#[derive(Default)]
+pub struct Waiter {
+    grant: RefCell<Option<Grant>>,
+    waker: RefCell<Option<Waker>>,
+}
+
 struct Slot {
     idle: Vec<(TcpStream, Instant)>,
     open: usize,
     cap: usize,
+    waiters: VecDeque<Weak<Waiter>>,
+}
+
+impl Slot {
+    /// Hands `grant` to the oldest live waiter, or gives it back.
+    fn hand_over(&mut self, grant: Grant) -> Option<Grant> {
+        while let Some(weak) = self.waiters.pop_front() {
+            if let Some(waiter) = weak.upgrade() {
+                *waiter.grant.borrow_mut() = Some(grant);
+                if let Some(w) = waiter.waker.borrow_mut().take() {
+                    w.wake();
+                }
+                return None;
+            }
+        }
+        Some(grant)
+    }
 }
 
 pub struct Pool {
@@ -30,8 +68,10 @@ pub enum Checkout {
     Reused(TcpStream),
     /// Capacity reserved: connect, then wrap the stream with [`PooledConn::new`].
     Connect,
-    /// The per-shard cap is reached and nothing is idle.
-    Full,
+    /// The per-shard cap is reached and nothing is idle: wait for a [`Grant`].
+    Wait(Rc<Waiter>),
+    /// No such upstream.
+    Unknown,
 }
 
 impl Pool {
@@ -43,6 +83,7 @@ impl Pool {
                     idle: Vec::new(),
                     open: 0,
                     cap: cap.max(1),
+                    waiters: VecDeque::new(),
                 })
                 .collect(),
         }
@@ -50,7 +91,7 @@ impl Pool {
 
     pub fn checkout(&mut self, upstream: usize, now: Instant) -> Checkout {
         let Some(slot) = self.slots.get_mut(upstream) else {
-            return Checkout::Full;
+            return Checkout::Unknown;
         };
         while let Some((stream, since)) = slot.idle.pop() {
             if now.duration_since(since) < IDLE_MAX {
@@ -62,28 +103,72 @@ impl Pool {
             slot.open += 1;
             Checkout::Connect
         } else {
-            Checkout::Full
+            let waiter = Rc::new(Waiter::default());
+            slot.waiters.push_back(Rc::downgrade(&waiter));
+            Checkout::Wait(waiter)
         }
     }
 
-    /// Returns a reserved slot unused (the connect failed).
+    /// A counted connection is gone (closed, or its connect failed): its room goes to the
+    /// next waiter, if any.
     pub fn release(&mut self, upstream: usize) {
         if let Some(slot) = self.slots.get_mut(upstream) {
-            slot.open = slot.open.saturating_sub(1);
+            if slot.hand_over(Grant::Capacity).is_some() {
+                slot.open = slot.open.saturating_sub(1);
+            }
         }
     }
 
     fn put_idle(&mut self, upstream: usize, stream: TcpStream, now: Instant) {
         if let Some(slot) = self.slots.get_mut(upstream) {
-            slot.idle.push((stream, now));
+            if let Some(Grant::Stream(stream)) = slot.hand_over(Grant::Stream(stream)) {
+                slot.idle.push((stream, now));
+            }
         }
     }
 
-    /// (open, idle) for one upstream, for status pages and tests.
-    pub fn usage(&self, upstream: usize) -> (usize, usize) {
+    /// A grant its waiter will never use goes back.
+    fn give_back(&mut self, upstream: usize, grant: Grant) {
+        match grant {
+            Grant::Stream(stream) => self.put_idle(upstream, stream, Instant::now()),
+            Grant::Capacity => self.release(upstream),
+        }
+    }
+
+    /// (open, idle, waiting) for one upstream, for status pages and tests.
+    pub fn usage(&self, upstream: usize) -> (usize, usize, usize) {
         self.slots
             .get(upstream)
-            .map_or((0, 0), |s| (s.open, s.idle.len()))
+            .map_or((0, 0, 0), |s| (s.open, s.idle.len(), s.waiters.len()))
+    }
+}
+
+/// Waits for a [`Grant`]; dropping it (a timeout) returns any grant that arrived meanwhile.
+pub struct WaitForGrant {
+    pub waiter: Rc<Waiter>,
+    pub pool: Rc<RefCell<Pool>>,
+    pub upstream: usize,
+}
+
+impl Future for WaitForGrant {
+    type Output = Grant;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Grant> {
+        match self.waiter.grant.borrow_mut().take() {
+            Some(grant) => Poll::Ready(grant),
+            None => {
+                *self.waiter.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for WaitForGrant {
+    fn drop(&mut self) {
+        if let Some(grant) = self.waiter.grant.borrow_mut().take() {
+            self.pool.borrow_mut().give_back(self.upstream, grant);
+        }
     }
 }
 
@@ -123,5 +208,40 @@ impl Drop for PooledConn {
         if self.stream.take().is_some() {
             self.pool.borrow_mut().release(self.upstream);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_goes_to_waiters_in_order() {
+        let mut pool = Pool::new([1usize].into_iter());
+        let now = Instant::now();
+        assert!(matches!(pool.checkout(0, now), Checkout::Connect));
+        let Checkout::Wait(first) = pool.checkout(0, now) else {
+            panic!("expected a wait")
+        };
+        let Checkout::Wait(second) = pool.checkout(0, now) else {
+            panic!("expected a wait")
+        };
+        drop(second); // gave up: skipped
+        let Checkout::Wait(third) = pool.checkout(0, now) else {
+            panic!("expected a wait")
+        };
+        pool.release(0);
+        assert!(matches!(
+            first.grant.borrow_mut().take(),
+            Some(Grant::Capacity)
+        ));
+        assert_eq!(pool.usage(0), (1, 0, 1));
+        pool.release(0);
+        assert!(matches!(
+            third.grant.borrow_mut().take(),
+            Some(Grant::Capacity)
+        ));
+        pool.release(0);
+        assert_eq!(pool.usage(0), (0, 0, 0));
     }
 }

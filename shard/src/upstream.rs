@@ -11,7 +11,7 @@ use crate::connection::Conn;
 use crate::error::GatewayError;
 use crate::http::response::{self, ResponseError};
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
-use crate::pool::{Checkout, PooledConn};
+use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
 use crate::relay::{self, read_append, BodyLeft, RelayError};
 use crate::state::{Shard, BUFFER_SIZE};
 use mcp_gateway_config::Upstream;
@@ -100,13 +100,29 @@ impl Exchange<'_> {
             .borrow_mut()
             .checkout(self.index, std::time::Instant::now());
         let pool = self.shard.pool.clone();
-        match checkout {
-            Checkout::Reused(stream) => {
+        let grant = match checkout {
+            Checkout::Reused(stream) => Grant::Stream(stream),
+            Checkout::Connect => Grant::Capacity,
+            Checkout::Unknown => return Err(GatewayError::UpstreamBusy(self.upstream.id.clone())),
+            Checkout::Wait(waiter) => {
+                // At the cap: queue for a connection until the request's deadline.
+                let wait = WaitForGrant {
+                    waiter,
+                    pool: pool.clone(),
+                    upstream: self.index,
+                };
+                match monoio::time::timeout_at(self.deadline, wait).await {
+                    Ok(grant) => grant,
+                    Err(_) => return Err(GatewayError::UpstreamBusy(self.upstream.id.clone())),
+                }
+            }
+        };
+        match grant {
+            Grant::Stream(stream) => {
                 self.shard.metrics.borrow_mut().upstream_connect(true);
                 Ok(PooledConn::new(pool, self.index, stream, true))
             }
-            Checkout::Full => Err(GatewayError::UpstreamBusy(self.upstream.id.clone())),
-            Checkout::Connect => match monoio::time::timeout_at(
+            Grant::Capacity => match monoio::time::timeout_at(
                 self.deadline,
                 TcpStream::connect_addr(self.upstream.addr),
             )
