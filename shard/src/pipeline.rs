@@ -77,6 +77,8 @@ pub struct Prepared {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub is_head: bool,
+    /// HTTP/1.1 client (an HTTP/1.0 one is forwarded as HTTP/1.0, not pooled).
+    pub http11: bool,
     pub request_id: RequestId,
     pub started: Instant,
     /// For a proxied request: the upstream request head, written here.
@@ -136,6 +138,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         keep_alive: head.keep_alive,
         expect_continue: head.expect_continue,
         is_head: head.is_head(),
+        http11: head.minor_version == 1,
         request_id,
         started: Instant::now(),
         out,
@@ -164,7 +167,12 @@ fn write_upstream_head(
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     router::rewrite_target(out, &upstream.base_path, rest);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 client cannot read chunked responses: ask the upstream in HTTP/1.0 too.
+    out.extend_from_slice(if head.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
     encode::header(out, "Host", upstream.authority.as_bytes());
     for h in head.headers {
         let name = h.name;
@@ -362,6 +370,10 @@ async fn proxy(
     };
     out.extend_from_slice(&arrived[..n]);
     conn.rpos += n;
+    if body_left.chunked_payload() > max_body {
+        let err = GatewayError::BodyTooLarge { limit: max_body };
+        return respond_error(shard, conn, &err, &p.request_id, false, out).await;
+    }
     if p.expect_continue && !body_left.is_done() {
         let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
         if relay::write_all(&mut conn.stream, &mut cont).await.is_err() {
@@ -377,6 +389,7 @@ async fn proxy(
         deadline: p.started + upstream.timeout,
         is_head: p.is_head,
         client_keep_alive: p.keep_alive,
+        http11_client: p.http11,
         max_body,
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;

@@ -103,6 +103,10 @@ impl Pool {
             slot.open += 1;
             Checkout::Connect
         } else {
+            // Requests that gave up (timed out) leave dead entries; drop those at the front.
+            while slot.waiters.front().is_some_and(|w| w.strong_count() == 0) {
+                slot.waiters.pop_front();
+            }
             let waiter = Rc::new(Waiter::default());
             slot.waiters.push_back(Rc::downgrade(&waiter));
             Checkout::Wait(waiter)
@@ -137,9 +141,10 @@ impl Pool {
 
     /// (open, idle, waiting) for one upstream, for status pages and tests.
     pub fn usage(&self, upstream: usize) -> (usize, usize, usize) {
-        self.slots
-            .get(upstream)
-            .map_or((0, 0, 0), |s| (s.open, s.idle.len(), s.waiters.len()))
+        self.slots.get(upstream).map_or((0, 0, 0), |s| {
+            let waiting = s.waiters.iter().filter(|w| w.strong_count() > 0).count();
+            (s.open, s.idle.len(), waiting)
+        })
     }
 }
 

@@ -39,9 +39,6 @@ impl BodyLeft {
             }
             BodyLeft::Chunked(t) => {
                 let n = t.feed(bytes).map_err(|_| RelayError::Framing)?;
-                if t.is_done() {
-                    *self = BodyLeft::Done;
-                }
                 Ok(n)
             }
             BodyLeft::UntilClose => Ok(bytes.len()),
@@ -49,7 +46,40 @@ impl BodyLeft {
     }
 
     pub fn is_done(&self) -> bool {
-        matches!(self, BodyLeft::Done)
+        match self {
+            BodyLeft::Done => true,
+            BodyLeft::Chunked(t) => t.is_done(),
+            _ => false,
+        }
+    }
+
+    /// Like [`take`](Self::take), but a chunked body's framing is removed in place: the
+    /// payload is moved to the front of `bytes`. Returns (body bytes consumed, payload length).
+    pub fn take_unchunked(&mut self, bytes: &mut [u8]) -> Result<(usize, usize), RelayError> {
+        let BodyLeft::Chunked(t) = self else {
+            let n = self.take(bytes)?;
+            return Ok((n, n));
+        };
+        let mut ranges = Vec::new();
+        let consumed = t
+            .feed_payload(bytes, |r| ranges.push(r))
+            .map_err(|_| RelayError::Framing)?;
+        let mut len = 0;
+        for r in ranges {
+            let n = r.len();
+            bytes.copy_within(r, len);
+            len += n;
+        }
+        Ok((consumed, len))
+    }
+
+    /// Payload bytes of a chunked body seen so far (lengths of other bodies are checked
+    /// from their head, before any byte is forwarded).
+    pub fn chunked_payload(&self) -> u64 {
+        match self {
+            BodyLeft::Chunked(t) => t.payload_bytes(),
+            _ => 0,
+        }
     }
 }
 
@@ -84,6 +114,7 @@ pub async fn relay(
     left: &mut BodyLeft,
     idle: Option<Duration>,
     max: u64,
+    unchunk: bool,
 ) -> Result<Relayed, RelayError> {
     let mut copied = 0u64;
     while !left.is_done() {
@@ -109,16 +140,21 @@ pub async fn relay(
             }
             return Err(RelayError::Read(io::ErrorKind::UnexpectedEof.into()));
         }
-        let body = left.take(&buf[..n])?;
-        if copied + body as u64 > max {
+        let (body, send) = if unchunk {
+            left.take_unchunked(&mut buf[..n])?
+        } else {
+            let body = left.take(&buf[..n])?;
+            (body, body)
+        };
+        if left.chunked_payload() > max {
             return Err(RelayError::TooLarge);
         }
-        if body > 0 {
+        if send > 0 {
             let out = std::mem::take(buf);
-            let (res, out) = to.write_all(out.slice(0..body)).await;
+            let (res, out) = to.write_all(out.slice(0..send)).await;
             *buf = out.into_inner();
             res.map_err(RelayError::Write)?;
-            copied += body as u64;
+            copied += send as u64;
         }
         if body < n {
             buf.copy_within(body..n, 0);

@@ -32,6 +32,9 @@ pub struct Exchange<'a> {
     pub deadline: Instant,
     pub is_head: bool,
     pub client_keep_alive: bool,
+    /// An HTTP/1.1 client. An HTTP/1.0 exchange is not pooled (the upstream closes it),
+    /// and chunked framing is removed from its response, ending the body by closing.
+    pub http11_client: bool,
     pub max_body: u64,
 }
 
@@ -182,6 +185,7 @@ impl Exchange<'_> {
                 &mut body_left,
                 idle,
                 limit,
+                false,
             )
             .await
             {
@@ -204,23 +208,26 @@ impl Exchange<'_> {
         }
         // Read the response head, skipping interim 1xx responses.
         ubuf.clear();
-        let (status, mut resp_left, upstream_keep_alive, event_stream, client_keep_alive) = loop {
-            match monoio::time::timeout_at(self.deadline, read_append(up, ubuf, BUFFER_SIZE)).await
-            {
-                Err(_) => return Err(self.timeout()),
-                Ok(Ok(0)) | Ok(Err(_)) if ubuf.is_empty() => {
-                    return Err(Attempt::NoResponse(io::ErrorKind::ConnectionReset.into()))
-                }
-                Ok(Ok(0)) => return Err(Attempt::Fatal(self.protocol())),
-                Ok(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
-                Ok(Ok(_)) => {}
-            }
+        let mut seen_any = false;
+        let (status, mut resp_left, upstream_keep_alive, event_stream, client_keep_alive, unchunk) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
             match response::parse(ubuf, &mut headers, self.is_head) {
                 Ok(None) if ubuf.len() >= MAX_RESPONSE_HEAD => {
                     return Err(Attempt::Fatal(self.protocol()))
                 }
-                Ok(None) => continue,
+                Ok(None) => {
+                    let read = read_append(up, ubuf, BUFFER_SIZE);
+                    match monoio::time::timeout_at(self.deadline, read).await {
+                        Err(_) => return Err(self.timeout()),
+                        Ok(Ok(0)) | Ok(Err(_)) if !seen_any => {
+                            return Err(Attempt::NoResponse(io::ErrorKind::ConnectionReset.into()))
+                        }
+                        Ok(Ok(0)) => return Err(Attempt::Fatal(self.protocol())),
+                        Ok(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
+                        Ok(Ok(_)) => seen_any = true,
+                    }
+                    continue;
+                }
                 Err(ResponseError::Malformed) | Err(ResponseError::TooManyHeaders) => {
                     return Err(Attempt::Fatal(self.protocol()))
                 }
@@ -233,10 +240,12 @@ impl Exchange<'_> {
                     continue;
                 }
                 Ok(Some(head)) => {
-                    let client_keep_alive =
-                        self.client_keep_alive && head.framing != BodyFraming::UntilClose;
+                    let unchunk = !self.http11_client && head.framing == BodyFraming::Chunked;
+                    let client_keep_alive = self.client_keep_alive
+                        && head.framing != BodyFraming::UntilClose
+                        && !unchunk;
                     out.clear();
-                    write_client_head(out, &head, !client_keep_alive);
+                    write_client_head(out, &head, !client_keep_alive, unchunk);
                     let left = match head.framing {
                         BodyFraming::Empty => BodyLeft::Done,
                         BodyFraming::Length(n) => BodyLeft::Bytes(n),
@@ -246,9 +255,10 @@ impl Exchange<'_> {
                     let facts = (
                         head.status,
                         left,
-                        head.keep_alive,
+                        head.keep_alive && self.http11_client,
                         head.event_stream,
                         client_keep_alive,
+                        unchunk,
                     );
                     let head_len = head.head_len;
                     ubuf.drain(..head_len);
@@ -257,10 +267,13 @@ impl Exchange<'_> {
             }
         };
         // The body part that came with the head goes out in the same write.
-        let n = resp_left
-            .take(ubuf)
-            .map_err(|_| Attempt::Fatal(self.protocol()))?;
-        out.extend_from_slice(&ubuf[..n]);
+        let (n, send) = if unchunk {
+            resp_left.take_unchunked(ubuf)
+        } else {
+            resp_left.take(ubuf).map(|n| (n, n))
+        }
+        .map_err(|_| Attempt::Fatal(self.protocol()))?;
+        out.extend_from_slice(&ubuf[..send]);
         let mut extra = ubuf.len() - n;
         let mut bytes_out = out.len() as u64;
         if relay::write_all(&mut conn.stream, out).await.is_err() {
@@ -272,7 +285,17 @@ impl Exchange<'_> {
             } else {
                 Some(self.upstream.timeout)
             };
-            match relay::relay(up, &mut conn.stream, ubuf, &mut resp_left, idle, u64::MAX).await {
+            match relay::relay(
+                up,
+                &mut conn.stream,
+                ubuf,
+                &mut resp_left,
+                idle,
+                u64::MAX,
+                unchunk,
+            )
+            .await
+            {
                 Ok(r) => {
                     bytes_out += r.bytes;
                     extra = r.leftover;
@@ -323,15 +346,28 @@ impl Exchange<'_> {
 
 /// The response head for the client: status line normalised to HTTP/1.1, hop-by-hop
 /// headers dropped, `Connection: close` when this is the connection's last response.
-fn write_client_head(out: &mut Vec<u8>, head: &response::ResponseHead<'_, '_>, close: bool) {
+fn write_client_head(
+    out: &mut Vec<u8>,
+    head: &response::ResponseHead<'_, '_>,
+    close: bool,
+    unchunk: bool,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(digits.format(head.status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let chunked = head.framing == BodyFraming::Chunked;
     for h in head.headers {
         if is_hop_by_hop(h.name) || listed_in_connection(head.connection, h.name) {
+            continue;
+        }
+        // With chunked framing a Content-Length is wrong; forwarding both invites smuggling.
+        if chunked && h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if unchunk && h.name.eq_ignore_ascii_case("transfer-encoding") {
             continue;
         }
         crate::http::encode::header(out, h.name, h.value);

@@ -70,6 +70,16 @@ impl ChunkedTracker {
     /// Consumes bytes of the body; returns how many belong to it. Fewer than `bytes.len()`
     /// means the body ended and the rest belongs to the next message.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, ChunkError> {
+        self.feed_payload(bytes, |_| {})
+    }
+
+    /// As [`feed`](Self::feed), also reporting where chunk data lies in `bytes` (in order), for
+    /// removing the framing when a peer cannot read it (an HTTP/1.0 client).
+    pub fn feed_payload(
+        &mut self,
+        bytes: &[u8],
+        mut payload: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < bytes.len() {
             if self.state == State::Done {
@@ -78,6 +88,7 @@ impl ChunkedTracker {
             if self.state == State::Data {
                 let take =
                     (bytes.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                payload(i..i + take);
                 i += take;
                 self.remaining -= take as u64;
                 self.payload += take as u64;

@@ -52,7 +52,11 @@ pub fn parse<'h, 'b>(
     let mut event_stream = false;
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(parse_content_length(h.value).ok_or(ResponseError::Malformed)?);
+            let n = parse_content_length(h.value).ok_or(ResponseError::Malformed)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(ResponseError::Malformed);
+            }
+            content_length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = h
                 .value
