@@ -40,6 +40,8 @@ pub struct MetricsDelta {
     pub upstream_connects: u64,
     pub upstream_reuses: u64,
     pub upstream_retries: u64,
+    /// The gateway's own pages served (the management shard re-renders them when read).
+    pub pages_served: u64,
     /// Only upstreams that saw traffic, as (index, counters).
     pub upstreams: Vec<(u32, UpstreamCounters)>,
     pub latency_us: Histogram<u64>,
@@ -60,6 +62,7 @@ impl MetricsDelta {
             upstream_connects: 0,
             upstream_reuses: 0,
             upstream_retries: 0,
+            pages_served: 0,
             upstreams: Vec::new(),
             latency_us: new_latency_histogram(),
         }
@@ -130,6 +133,10 @@ impl ShardMetrics {
         } else {
             self.delta.upstream_connects += 1;
         }
+    }
+
+    pub fn page_served(&mut self) {
+        self.delta.pages_served += 1;
     }
 
     pub fn upstream_retry(&mut self) {

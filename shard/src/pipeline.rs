@@ -291,10 +291,9 @@ async fn respond_page(
     let written = out.len() as u64;
     let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
     let latency = p.started.elapsed().as_micros() as u64;
-    shard
-        .metrics
-        .borrow_mut()
-        .response(page.status, latency, p.head_len as u64, written);
+    let mut m = shard.metrics.borrow_mut();
+    m.response(page.status, latency, p.head_len as u64, written);
+    m.page_served();
     ok && keep_open
 }
 

@@ -39,7 +39,16 @@ pub struct State {
     pub management_addr: Option<SocketAddr>,
     /// What the shards serve now.
     pub pages: Arc<Pages>,
+    /// A page was served since the last render: render again at the next tick.
+    pub pages_wanted: bool,
+    pub rendered_at: Instant,
 }
+
+/// Pages are re-rendered at the tick after one was served, and at least this often.
+/// Rendering 1000 upstreams' pages takes milliseconds, and the management thread may share
+/// a core with a shard: doing it every tick when nobody reads them would cost the shards
+/// latency.
+const PAGES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl State {
     pub fn new(
@@ -68,6 +77,8 @@ impl State {
                 content_type: "application/json",
                 body: bytes::Bytes::new(),
             })),
+            pages_wanted: false,
+            rendered_at: Instant::now(),
             config,
         };
         state.pages = Arc::new(render::pages(&state));
@@ -112,10 +123,16 @@ async fn management_main(spec: MgmtSpec) {
         monoio::time::sleep(tick).await;
         let mut s = state.borrow_mut();
         while let Ok(delta) = spec.reports.try_recv() {
+            s.pages_wanted |= delta.pages_served > 0;
             s.totals.merge(&delta);
+        }
+        if !s.pages_wanted && s.rendered_at.elapsed() < PAGES_MAX_AGE {
+            continue;
         }
         let pages = Arc::new(render::pages(&s));
         s.pages = pages.clone();
+        s.pages_wanted = false;
+        s.rendered_at = Instant::now();
         drop(s);
         for tx in shards.iter() {
             let _ = tx.send(ShardCommand::Pages(pages.clone()));

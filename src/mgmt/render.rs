@@ -26,7 +26,7 @@ pub fn pages(state: &State) -> Pages {
     Pages::render(|page| render(state, page))
 }
 
-fn render(state: &State, page: LocalPage) -> Page {
+pub fn render(state: &State, page: LocalPage) -> Page {
     let json_page = |status: u16, v: Value| Page {
         status,
         content_type: "application/json",

@@ -3,7 +3,7 @@
 //! Owns: serving the management shard's HTTP. Must not: proxy anything, or take long on
 //! one connection (it shares its thread with the merge tick and the prober).
 
-use super::State;
+use super::{render, State};
 use mcp_gateway_shard::http::encode::{self, LocalResponse};
 use mcp_gateway_shard::http::request;
 use mcp_gateway_shard::relay::{read_append, write_all};
@@ -115,16 +115,12 @@ fn answer(
         );
     }
     match LocalPage::from_path(path) {
+        // Rendered fresh from the merged totals; the shards get new pages at the next tick.
         Some(page) => {
-            let pages = state.borrow().pages.clone();
-            match pages.get(page) {
-                Some(p) => (p.status, p.content_type, p.body.clone()),
-                None => (
-                    503,
-                    "application/json",
-                    encode::error_body(503, "page not rendered yet", b"").into(),
-                ),
-            }
+            let mut s = state.borrow_mut();
+            s.pages_wanted = true;
+            let p = render::render(&s, page);
+            (p.status, p.content_type, p.body)
         }
         None => (
             404,
