@@ -28,6 +28,13 @@ CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-2}
 DURATION_10K=${DURATION_10K:-10}
 CONNS_10K=${CONNS_10K:-10000}
+# At 10,000 connections each request waits behind thousands of others (Little's law), so
+# wrk's default 2 s timeout would count queueing as errors; the run is about holding them.
+WRK_TIMEOUT_10K=${WRK_TIMEOUT_10K:-10s}
+# Per-server connection caps: with 10,000 clients a proxy would otherwise open about as many
+# upstream connections and run out of descriptors. mcp-gateway and HAProxy queue requests at
+# the cap; nginx (open source) cannot queue at a cap, so it keeps no cap.
+SERVER_MAXCONN=${SERVER_MAXCONN:-8}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 WRK_TIMEOUT=${WRK_TIMEOUT:-}
@@ -227,7 +234,9 @@ NOFILE=$(ulimit -n)
 log "open-file limit: $NOFILE"
 # In the 10k run a proxy holds a descriptor per client and, with every request in flight, up
 # to one per upstream connection as well.
-NOFILE_10K=$((2 * CONNS_10K + FLEET_N + 200))
+capped=$((FLEET_N * SERVER_MAXCONN))
+((capped > CONNS_10K)) && capped=$CONNS_10K
+NOFILE_10K=$((CONNS_10K + capped + 200))
 if [[ $SKIP_10K -eq 0 ]] && ((NOFILE < NOFILE_10K)); then
     log "warning: the open-file limit ($NOFILE, hard $(ulimit -Hn)) is below the ~$NOFILE_10K the ${CONNS_10K}-connection run needs: proxies will run out of descriptors there"
 fi
@@ -266,10 +275,6 @@ render() {
 }
 
 mkdir -p "$WORK/gateway" "$WORK/nginx" "$WORK/haproxy" "$WORK/floor" "$WORK/fleet" "$WORK/wrk"
-# Per-server connection caps: with 10,000 clients a proxy would otherwise open about as many
-# upstream connections and run out of descriptors. mcp-gateway and HAProxy queue requests at
-# the cap; nginx (open source) cannot queue at a cap, so it keeps no cap.
-SERVER_MAXCONN=${SERVER_MAXCONN:-8}
 for ((i = 1; i <= FLEET_N; i++)); do
     port=$((FLEET_BASE - 1 + i))
     sep=','
@@ -338,10 +343,11 @@ start_proxy() {
     wait_port "${PORT[$name]}" "$PROXY_PID" "$PROXY_LOG"
 }
 
-# run_wrk CONNS SECONDS PORT OUTFILE
+# run_wrk CONNS SECONDS PORT OUTFILE [TIMEOUT]
 run_wrk() {
     local conns=$1 secs=$2 port=$3 out=$4 timeout=()
-    [[ -n $WRK_TIMEOUT ]] && timeout=(--timeout "$WRK_TIMEOUT")
+    local t=${5:-$WRK_TIMEOUT}
+    [[ -n $t ]] && timeout=(--timeout "$t")
     # In the background and waited for, so that INT/TERM reach the trap at once (bash runs
     # traps only after a foreground child ends) and the cleanup stops wrk too.
     taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${secs}s" "${timeout[@]+"${timeout[@]}"}" --latency \
@@ -468,7 +474,7 @@ bench_10k() {
         sampler=$!
         STARTED+=("$sampler")
     fi
-    run_wrk "$CONNS_10K" "$DURATION_10K" "$port" "$WORK/wrk/$name-10k.txt"
+    run_wrk "$CONNS_10K" "$DURATION_10K" "$port" "$WORK/wrk/$name-10k.txt" "$WRK_TIMEOUT_10K"
     if [[ -n $sampler ]]; then
         wait "$sampler" 2>/dev/null || true
         forget_pid "$sampler"
@@ -560,10 +566,10 @@ report() {
     if [[ $SKIP_10K -eq 0 ]]; then
         echo "### ${CONNS_10K} concurrent keep-alive connections"
         echo
-        echo "wrk -t1 -c${CONNS_10K} -d${DURATION_10K}s${WRK_TIMEOUT:+ --timeout $WRK_TIMEOUT}, right after the run above on the same proxy process; open-file limit $NOFILE. held: client connections the proxy had established ${DURATION_10K}s x 0.6 into the run (ss)."
+        echo "wrk -t1 -c${CONNS_10K} -d${DURATION_10K}s --timeout ${WRK_TIMEOUT_10K}, right after the run above on the same proxy process; open-file limit $NOFILE. held: client connections the proxy had established ${DURATION_10K}s x 0.6 into the run (ss)."
         echo
         if ((NOFILE < NOFILE_10K)); then
-            echo "⚠ The open-file limit here ($NOFILE; hard limit $(ulimit -Hn); raising the hard limit needs CAP_SYS_RESOURCE) is below the ~$NOFILE_10K descriptors a proxy needs for ${CONNS_10K} clients plus as many upstream connections: errors in this table are mostly the proxies running out of descriptors (EMFILE: mcp-gateway answers 502, HAProxy 503 \"Cannot get a server socket\", nginx closes keep-alive clients: \"worker_connections are not enough\"), not a proxy defect. Rerun where \`ulimit -n\` can reach $NOFILE_10K."
+            echo "⚠ The open-file limit here ($NOFILE; hard limit $(ulimit -Hn); raising the hard limit needs CAP_SYS_RESOURCE) is below the ~$NOFILE_10K descriptors a proxy needs for ${CONNS_10K} clients plus its capped upstream connections (${SERVER_MAXCONN} per server): errors in this table are then mostly the proxies running out of descriptors (nginx, which keeps no per-server cap, closes keep-alive clients: \"worker_connections are not enough\"), not a proxy defect. Rerun where \`ulimit -n\` can reach $NOFILE_10K."
             echo
         fi
         echo "| proxy | rps | p99 | connect err | read err | write err | timeouts | non-2xx/3xx | held | RSS MiB |"

@@ -86,51 +86,48 @@ async fn next_request(shard: &Shard, conn: &mut Conn) -> Next {
             if header_deadline.is_none() {
                 header_deadline = Some(Instant::now() + limits.header_timeout);
             }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match request::parse(&conn.rbuf[conn.rpos..], &mut headers) {
-                Ok(Some(head)) => {
-                    if head.head_len > limits.max_header_bytes {
-                        return Next::Refuse(GatewayError::HeadersTooLarge {
-                            limit: limits.max_header_bytes,
-                        });
-                    }
-                    return Next::Request(Box::new(pipeline::prepare(&head, shard, &conn.peer_ip)));
-                }
-                Ok(None) => {
-                    if conn.rbuf.len() - conn.rpos >= limits.max_header_bytes {
-                        return Next::Refuse(GatewayError::HeadersTooLarge {
-                            limit: limits.max_header_bytes,
-                        });
-                    }
-                }
-                Err(RequestError::TooManyHeaders) => {
-                    return Next::Refuse(GatewayError::HeadersTooLarge {
-                        limit: limits.max_header_bytes,
-                    })
-                }
-                Err(RequestError::Malformed(why)) => {
-                    return Next::Refuse(GatewayError::BadRequest(why))
-                }
-                Err(RequestError::UnsupportedEncoding) => {
-                    return Next::Refuse(GatewayError::BadRequest("unsupported transfer-encoding"))
-                }
+            if let Some(next) = try_head(shard, conn) {
+                return next;
             }
         }
         compact(conn);
         let deadline =
             header_deadline.unwrap_or_else(|| Instant::now() + limits.keep_alive_timeout);
-        match monoio::time::timeout_at(
-            deadline,
-            read_append(&mut conn.stream, &mut conn.rbuf, READ_CHUNK),
-        )
-        .await
-        {
+        let read = read_append(&mut conn.stream, &mut conn.rbuf, READ_CHUNK);
+        match monoio::time::timeout_at(deadline, read).await {
             Err(_) if header_deadline.is_some() => {
                 return Next::Refuse(GatewayError::HeaderTimeout)
             }
             Ok(Ok(n)) if n > 0 => {}
             _ => return Next::Close,
         }
+    }
+}
+
+/// Parses the head in the buffer, if complete (a plain function, so the header array does
+/// not live in the connection's future). `None`: read more.
+fn try_head(shard: &Shard, conn: &Conn) -> Option<Next> {
+    let limits = &shard.config.server.limits;
+    let too_large = || {
+        Some(Next::Refuse(GatewayError::HeadersTooLarge {
+            limit: limits.max_header_bytes,
+        }))
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match request::parse(&conn.rbuf[conn.rpos..], &mut headers) {
+        Ok(Some(head)) if head.head_len > limits.max_header_bytes => too_large(),
+        Ok(Some(head)) => Some(Next::Request(Box::new(pipeline::prepare(
+            &head,
+            shard,
+            &conn.peer_ip,
+        )))),
+        Ok(None) if conn.rbuf.len() - conn.rpos >= limits.max_header_bytes => too_large(),
+        Ok(None) => None,
+        Err(RequestError::TooManyHeaders) => too_large(),
+        Err(RequestError::Malformed(why)) => Some(Next::Refuse(GatewayError::BadRequest(why))),
+        Err(RequestError::UnsupportedEncoding) => Some(Next::Refuse(GatewayError::BadRequest(
+            "unsupported transfer-encoding",
+        ))),
     }
 }
 

@@ -380,7 +380,8 @@ async fn proxy(
         }
     }
     let request_in_hand = body_left.is_done();
-    let mut ubuf = shard.take_buffer();
+    // Taken once a connection is in hand, so requests queued at a connection cap hold less.
+    let mut ubuf = Vec::new();
     let exchange = Exchange {
         shard,
         index,

@@ -38,7 +38,7 @@ pub struct Shard {
 }
 
 /// Output and upstream buffers start at this size and are reused between requests.
-pub const BUFFER_SIZE: usize = 16 * 1024;
+pub const BUFFER_SIZE: usize = 8 * 1024;
 /// Pooled buffers that grew past this are dropped rather than kept.
 const BUFFER_KEEP_MAX: usize = 256 * 1024;
 
@@ -120,7 +120,7 @@ impl Shard {
     }
 
     pub fn give_buffer(&self, mut buf: Vec<u8>) {
-        if buf.capacity() <= BUFFER_KEEP_MAX {
+        if (BUFFER_SIZE..=BUFFER_KEEP_MAX).contains(&buf.capacity()) {
             buf.clear();
             self.buffers.borrow_mut().push(buf);
         }

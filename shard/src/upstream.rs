@@ -54,6 +54,23 @@ pub enum Failure {
     ClientGone,
 }
 
+/// What the response head says about the rest of the exchange.
+struct ResponseFacts {
+    status: u16,
+    resp_left: BodyLeft,
+    upstream_keep_alive: bool,
+    event_stream: bool,
+    client_keep_alive: bool,
+    unchunk: bool,
+}
+
+enum HeadStep {
+    Complete(ResponseFacts),
+    Interim,
+    Partial,
+    Bad,
+}
+
 /// Why one attempt failed, before a retry decision.
 enum Attempt {
     /// The connection failed before any response byte: safe to retry on a fresh one if the
@@ -207,15 +224,24 @@ impl Exchange<'_> {
             }
         }
         // Read the response head, skipping interim 1xx responses.
+        if ubuf.capacity() == 0 {
+            *ubuf = self.shard.take_buffer();
+        }
         ubuf.clear();
         let mut seen_any = false;
-        let (status, mut resp_left, upstream_keep_alive, event_stream, client_keep_alive, unchunk) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            match response::parse(ubuf, &mut headers, self.is_head) {
-                Ok(None) if ubuf.len() >= MAX_RESPONSE_HEAD => {
-                    return Err(Attempt::Fatal(self.protocol()))
-                }
-                Ok(None) => {
+        let ResponseFacts {
+            status,
+            mut resp_left,
+            upstream_keep_alive,
+            event_stream,
+            client_keep_alive,
+            unchunk,
+        } = loop {
+            match self.take_response_head(ubuf, out) {
+                HeadStep::Complete(facts) => break facts,
+                HeadStep::Interim => continue,
+                HeadStep::Bad => return Err(Attempt::Fatal(self.protocol())),
+                HeadStep::Partial => {
                     let read = read_append(up, ubuf, BUFFER_SIZE);
                     match monoio::time::timeout_at(self.deadline, read).await {
                         Err(_) => return Err(self.timeout()),
@@ -226,43 +252,6 @@ impl Exchange<'_> {
                         Ok(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
                         Ok(Ok(_)) => seen_any = true,
                     }
-                    continue;
-                }
-                Err(ResponseError::Malformed) | Err(ResponseError::TooManyHeaders) => {
-                    return Err(Attempt::Fatal(self.protocol()))
-                }
-                Ok(Some(head)) if (100..200).contains(&head.status) => {
-                    if head.status == 101 {
-                        return Err(Attempt::Fatal(self.protocol()));
-                    }
-                    let consumed = head.head_len;
-                    ubuf.drain(..consumed);
-                    continue;
-                }
-                Ok(Some(head)) => {
-                    let unchunk = !self.http11_client && head.framing == BodyFraming::Chunked;
-                    let client_keep_alive = self.client_keep_alive
-                        && head.framing != BodyFraming::UntilClose
-                        && !unchunk;
-                    out.clear();
-                    write_client_head(out, &head, !client_keep_alive, unchunk);
-                    let left = match head.framing {
-                        BodyFraming::Empty => BodyLeft::Done,
-                        BodyFraming::Length(n) => BodyLeft::Bytes(n),
-                        BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
-                        BodyFraming::UntilClose => BodyLeft::UntilClose,
-                    };
-                    let facts = (
-                        head.status,
-                        left,
-                        head.keep_alive && self.http11_client,
-                        head.event_stream,
-                        client_keep_alive,
-                        unchunk,
-                    );
-                    let head_len = head.head_len;
-                    ubuf.drain(..head_len);
-                    break facts;
                 }
             }
         };
@@ -324,6 +313,50 @@ impl Exchange<'_> {
             bytes_out,
             client_keep_alive,
         })
+    }
+
+    /// Parses the response head in `ubuf` (a plain function, so the header array does not
+    /// live in the connection's future): on a final response, writes the client's head into
+    /// `out` and drains the head from `ubuf`; interim 1xx responses are dropped.
+    fn take_response_head(&self, ubuf: &mut Vec<u8>, out: &mut Vec<u8>) -> HeadStep {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let head = match response::parse(ubuf, &mut headers, self.is_head) {
+            Ok(None) if ubuf.len() >= MAX_RESPONSE_HEAD => return HeadStep::Bad,
+            Ok(None) => return HeadStep::Partial,
+            Err(ResponseError::Malformed) | Err(ResponseError::TooManyHeaders) => {
+                return HeadStep::Bad
+            }
+            Ok(Some(head)) => head,
+        };
+        if (100..200).contains(&head.status) {
+            if head.status == 101 {
+                return HeadStep::Bad;
+            }
+            let consumed = head.head_len;
+            ubuf.drain(..consumed);
+            return HeadStep::Interim;
+        }
+        let unchunk = !self.http11_client && head.framing == BodyFraming::Chunked;
+        let client_keep_alive =
+            self.client_keep_alive && head.framing != BodyFraming::UntilClose && !unchunk;
+        out.clear();
+        write_client_head(out, &head, !client_keep_alive, unchunk);
+        let facts = ResponseFacts {
+            status: head.status,
+            resp_left: match head.framing {
+                BodyFraming::Empty => BodyLeft::Done,
+                BodyFraming::Length(n) => BodyLeft::Bytes(n),
+                BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
+                BodyFraming::UntilClose => BodyLeft::UntilClose,
+            },
+            upstream_keep_alive: head.keep_alive && self.http11_client,
+            event_stream: head.event_stream,
+            client_keep_alive,
+            unchunk,
+        };
+        let head_len = head.head_len;
+        ubuf.drain(..head_len);
+        HeadStep::Complete(facts)
     }
 
     fn timeout(&self) -> Attempt {
