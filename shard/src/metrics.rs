@@ -23,10 +23,10 @@ pub struct UpstreamCounters {
     pub latency_us_sum: u64,
 }
 
-/// What a shard counted since its last tick.
-#[derive(Debug, Clone)]
-pub struct MetricsDelta {
-    pub shard: usize,
+/// Process-wide counters: what a shard counted since its last tick, and (merged) the
+/// management shard's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
     /// Requests whose head was parsed (local pages and proxied ones).
     pub requests: u64,
     pub proxied: u64,
@@ -42,6 +42,34 @@ pub struct MetricsDelta {
     pub upstream_retries: u64,
     /// The gateway's own pages served (the management shard re-renders them when read).
     pub pages_served: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.requests += o.requests;
+        self.proxied += o.proxied;
+        for (t, v) in self.status_classes.iter_mut().zip(o.status_classes) {
+            *t += v;
+        }
+        for (t, v) in self.errors.iter_mut().zip(o.errors) {
+            *t += v;
+        }
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.connections_opened += o.connections_opened;
+        self.connections_closed += o.connections_closed;
+        self.upstream_connects += o.upstream_connects;
+        self.upstream_reuses += o.upstream_reuses;
+        self.upstream_retries += o.upstream_retries;
+        self.pages_served += o.pages_served;
+    }
+}
+
+/// What a shard counted since its last tick.
+#[derive(Debug, Clone)]
+pub struct MetricsDelta {
+    pub shard: usize,
+    pub counts: Counters,
     /// Only upstreams that saw traffic, as (index, counters).
     pub upstreams: Vec<(u32, UpstreamCounters)>,
     pub latency_us: Histogram<u64>,
@@ -51,18 +79,7 @@ impl MetricsDelta {
     pub fn new(shard: usize) -> Self {
         Self {
             shard,
-            requests: 0,
-            proxied: 0,
-            status_classes: [0; 6],
-            errors: [0; ErrorKind::ALL.len()],
-            bytes_in: 0,
-            bytes_out: 0,
-            connections_opened: 0,
-            connections_closed: 0,
-            upstream_connects: 0,
-            upstream_reuses: 0,
-            upstream_retries: 0,
-            pages_served: 0,
+            counts: Counters::default(),
             upstreams: Vec::new(),
             latency_us: new_latency_histogram(),
         }
@@ -86,23 +103,23 @@ impl ShardMetrics {
     }
 
     pub fn request_started(&mut self) {
-        self.delta.requests += 1;
+        self.delta.counts.requests += 1;
     }
 
     pub fn response(&mut self, status: u16, latency_us: u64, bytes_in: u64, bytes_out: u64) {
         let class = usize::from(status / 100).min(5);
-        self.delta.status_classes[class] += 1;
-        self.delta.bytes_in += bytes_in;
-        self.delta.bytes_out += bytes_out;
+        self.delta.counts.status_classes[class] += 1;
+        self.delta.counts.bytes_in += bytes_in;
+        self.delta.counts.bytes_out += bytes_out;
         let _ = self.delta.latency_us.record(latency_us.max(1));
     }
 
     pub fn error(&mut self, kind: ErrorKind) {
-        self.delta.errors[kind.index()] += 1;
+        self.delta.counts.errors[kind.index()] += 1;
     }
 
     pub fn upstream(&mut self, index: usize, status: u16, latency_us: u64, failed: bool) {
-        self.delta.proxied += 1;
+        self.delta.counts.proxied += 1;
         let Some(c) = self.per_upstream.get_mut(index) else {
             return;
         };
@@ -120,27 +137,27 @@ impl ShardMetrics {
     }
 
     pub fn connection_opened(&mut self) {
-        self.delta.connections_opened += 1;
+        self.delta.counts.connections_opened += 1;
     }
 
     pub fn connection_closed(&mut self) {
-        self.delta.connections_closed += 1;
+        self.delta.counts.connections_closed += 1;
     }
 
     pub fn upstream_connect(&mut self, reused: bool) {
         if reused {
-            self.delta.upstream_reuses += 1;
+            self.delta.counts.upstream_reuses += 1;
         } else {
-            self.delta.upstream_connects += 1;
+            self.delta.counts.upstream_connects += 1;
         }
     }
 
     pub fn page_served(&mut self) {
-        self.delta.pages_served += 1;
+        self.delta.counts.pages_served += 1;
     }
 
     pub fn upstream_retry(&mut self) {
-        self.delta.upstream_retries += 1;
+        self.delta.counts.upstream_retries += 1;
     }
 
     /// Takes everything counted since the last call and starts afresh.
@@ -171,9 +188,9 @@ mod tests {
         m.upstream(7, 200, 150, false);
         m.upstream(7, 502, 50, true);
         let d = m.take_delta();
-        assert_eq!(d.requests, 1);
-        assert_eq!(d.proxied, 2);
-        assert_eq!(d.status_classes[2], 1);
+        assert_eq!(d.counts.requests, 1);
+        assert_eq!(d.counts.proxied, 2);
+        assert_eq!(d.counts.status_classes[2], 1);
         assert_eq!(
             d.upstreams,
             vec![(
@@ -188,7 +205,7 @@ mod tests {
         );
         assert_eq!(d.latency_us.len(), 1);
         let d = m.take_delta();
-        assert_eq!(d.requests, 0);
+        assert_eq!(d.counts.requests, 0);
         assert!(d.upstreams.is_empty());
     }
 }

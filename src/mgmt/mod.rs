@@ -123,7 +123,7 @@ async fn management_main(spec: MgmtSpec) {
         monoio::time::sleep(tick).await;
         let mut s = state.borrow_mut();
         while let Ok(delta) = spec.reports.try_recv() {
-            s.pages_wanted |= delta.pages_served > 0;
+            s.pages_wanted |= delta.counts.pages_served > 0;
             s.totals.merge(&delta);
         }
         if !s.pages_wanted && s.rendered_at.elapsed() < PAGES_MAX_AGE {

@@ -80,7 +80,7 @@ fn health(state: &State) -> Value {
         "uptime": uptime_ms(state),
         "version": VERSION,
         "stats": {
-            "requests": t.requests,
+            "requests": t.counts.requests,
             "responses": t.responses(),
             "errors": t.errors_total(),
             "uptime": uptime_ms(state),
@@ -140,8 +140,8 @@ fn stats(state: &State) -> Value {
     let t = &state.totals;
     let errors: serde_json::Map<String, Value> = ErrorKind::ALL
         .iter()
-        .filter(|k| t.errors[k.index()] > 0)
-        .map(|k| (k.label().to_string(), json!(t.errors[k.index()])))
+        .filter(|k| t.counts.errors[k.index()] > 0)
+        .map(|k| (k.label().to_string(), json!(t.counts.errors[k.index()])))
         .collect();
     let upstreams: Vec<Value> = state
         .config
@@ -162,18 +162,18 @@ fn stats(state: &State) -> Value {
     json!({
         "timestamp": iso8601(SystemTime::now()),
         "uptime": uptime_ms(state),
-        "requests": t.requests,
+        "requests": t.counts.requests,
         "responses": t.responses(),
         "errors": t.errors_total(),
-        "proxied": t.proxied,
+        "proxied": t.counts.proxied,
         "statusCodes": {
-            "1xx": t.status_classes[1], "2xx": t.status_classes[2], "3xx": t.status_classes[3],
-            "4xx": t.status_classes[4], "5xx": t.status_classes[5],
+            "1xx": t.counts.status_classes[1], "2xx": t.counts.status_classes[2], "3xx": t.counts.status_classes[3],
+            "4xx": t.counts.status_classes[4], "5xx": t.counts.status_classes[5],
         },
         "errorsByKind": errors,
-        "bytes": {"received": t.bytes_in, "sent": t.bytes_out},
-        "connections": {"active": t.active_connections(), "total": t.connections_opened},
-        "upstreamConnections": {"opened": t.upstream_connects, "reused": t.upstream_reuses, "retried": t.upstream_retries},
+        "bytes": {"received": t.counts.bytes_in, "sent": t.counts.bytes_out},
+        "connections": {"active": t.active_connections(), "total": t.counts.connections_opened},
+        "upstreamConnections": {"opened": t.counts.upstream_connects, "reused": t.counts.upstream_reuses, "retried": t.counts.upstream_retries},
         "latency": latency_json(state),
         "shards": t.per_shard_requests.iter().enumerate().map(|(i, r)| json!({"id": i, "requests": r})).collect::<Vec<_>>(),
         "upstreams": upstreams,
@@ -237,42 +237,42 @@ fn metrics(state: &State) -> String {
     counter(
         "mcp_gateway_requests_total",
         "Requests received on the data port.",
-        t.requests,
+        t.counts.requests,
     );
     counter(
         "mcp_gateway_proxied_requests_total",
         "Requests forwarded to an upstream.",
-        t.proxied,
+        t.counts.proxied,
     );
     counter(
         "mcp_gateway_received_bytes_total",
         "Request bytes received from clients.",
-        t.bytes_in,
+        t.counts.bytes_in,
     );
     counter(
         "mcp_gateway_sent_bytes_total",
         "Response bytes sent to clients.",
-        t.bytes_out,
+        t.counts.bytes_out,
     );
     counter(
         "mcp_gateway_connections_total",
         "Client connections accepted.",
-        t.connections_opened,
+        t.counts.connections_opened,
     );
     counter(
         "mcp_gateway_upstream_connections_opened_total",
         "New upstream connections.",
-        t.upstream_connects,
+        t.counts.upstream_connects,
     );
     counter(
         "mcp_gateway_upstream_connections_reused_total",
         "Requests sent on a pooled upstream connection.",
-        t.upstream_reuses,
+        t.counts.upstream_reuses,
     );
     counter(
         "mcp_gateway_upstream_retries_total",
         "Requests retried after a stale pooled connection.",
-        t.upstream_retries,
+        t.counts.upstream_retries,
     );
     let _ = writeln!(out, "# HELP mcp_gateway_connections_active Open client connections.\n# TYPE mcp_gateway_connections_active gauge\nmcp_gateway_connections_active {}", t.active_connections());
     let _ = writeln!(out, "# HELP mcp_gateway_responses_total Responses by status class.\n# TYPE mcp_gateway_responses_total counter");
@@ -280,7 +280,7 @@ fn metrics(state: &State) -> String {
         let _ = writeln!(
             out,
             "mcp_gateway_responses_total{{class=\"{class}xx\"}} {}",
-            t.status_classes[class]
+            t.counts.status_classes[class]
         );
     }
     let _ = writeln!(out, "# HELP mcp_gateway_errors_total Requests the gateway answered with its own error, by kind.\n# TYPE mcp_gateway_errors_total counter");
@@ -289,35 +289,41 @@ fn metrics(state: &State) -> String {
             out,
             "mcp_gateway_errors_total{{kind=\"{}\"}} {}",
             kind.label(),
-            t.errors[kind.index()]
+            t.counts.errors[kind.index()]
         );
     }
     latency_histogram(&mut out, state);
-    let _ = writeln!(out, "# HELP mcp_gateway_upstream_requests_total Requests per upstream.\n# TYPE mcp_gateway_upstream_requests_total counter");
-    for (u, c) in state.config.upstreams.iter().zip(&t.per_upstream) {
-        let _ = writeln!(
-            out,
-            "mcp_gateway_upstream_requests_total{{upstream=\"{}\"}} {}",
-            u.id, c.requests
-        );
-    }
-    let _ = writeln!(out, "# HELP mcp_gateway_upstream_errors_total Failed exchanges per upstream.\n# TYPE mcp_gateway_upstream_errors_total counter");
-    for (u, c) in state.config.upstreams.iter().zip(&t.per_upstream) {
-        let _ = writeln!(
-            out,
-            "mcp_gateway_upstream_errors_total{{upstream=\"{}\"}} {}",
-            u.id, c.errors
-        );
-    }
-    let _ = writeln!(out, "# HELP mcp_gateway_upstream_healthy 1 when the upstream passes health checks.\n# TYPE mcp_gateway_upstream_healthy gauge");
-    for (u, h) in state.config.upstreams.iter().zip(state.health.entries()) {
-        let _ = writeln!(
-            out,
-            "mcp_gateway_upstream_healthy{{upstream=\"{}\"}} {}",
-            u.id,
-            u8::from(h.healthy)
-        );
-    }
+    let upstreams = &state.config.upstreams;
+    let series =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(usize) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (i, u) in upstreams.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", u.id, value(i));
+            }
+        };
+    let per = &t.per_upstream;
+    let health = state.health.entries();
+    series(
+        &mut out,
+        "mcp_gateway_upstream_requests_total",
+        "counter",
+        "Requests per upstream.",
+        &|i| per[i].requests,
+    );
+    series(
+        &mut out,
+        "mcp_gateway_upstream_errors_total",
+        "counter",
+        "Failed exchanges per upstream.",
+        &|i| per[i].errors,
+    );
+    series(
+        &mut out,
+        "mcp_gateway_upstream_healthy",
+        "gauge",
+        "1 when the upstream passes health checks.",
+        &|i| u64::from(health[i].healthy),
+    );
     let _ = writeln!(out, "# HELP mcp_gateway_shards Data-plane shards (one per pinned core).\n# TYPE mcp_gateway_shards gauge\nmcp_gateway_shards {}", state.shards);
     let _ = writeln!(out, "# HELP mcp_gateway_uptime_seconds Seconds since start.\n# TYPE mcp_gateway_uptime_seconds gauge\nmcp_gateway_uptime_seconds {}", state.started_at.elapsed().as_secs());
     let _ = writeln!(out, "# HELP mcp_gateway_info Build and runtime facts.\n# TYPE mcp_gateway_info gauge\nmcp_gateway_info{{version=\"{VERSION}\",driver=\"{}\"}} 1", state.driver);
