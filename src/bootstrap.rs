@@ -20,7 +20,16 @@ pub struct Running {
     pub threads: Vec<JoinHandle<()>>,
 }
 
-pub fn start(config: GatewayConfig) -> anyhow::Result<Running> {
+pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
+    if config.sessions.secret.is_none() {
+        // Every shard of this process must share one key, so it is made here, once.
+        let secret: String = mcp_gateway_shard::mcp::session::generated_secret()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        config.sessions.secret = Some(secret);
+        tracing::warn!("no sessions.secret / SESSION_SECRET: generated one; MCP sessions will not continue through other gateway replicas or after a restart");
+    }
     let config = Arc::new(config);
     let cpus = worker::allowed_cpus();
     let shards = match config.server.workers {

@@ -412,13 +412,14 @@ fn error_responses_carry_the_request_id() {
         .request("GET", "/mcp/nope", &[("X-Request-Id", "trace-42")], b"");
     let v = assert_json_error(&r, 404);
     assert_eq!(r.header("x-request-id"), Some("trace-42"), "{r:?}");
-    assert_eq!(v["error"]["requestId"], "trace-42", "{v}");
+    // On MCP paths the error is a JSON-RPC error object: the id is in error.data.
+    assert_eq!(v["error"]["data"]["requestId"], "trace-42", "{v}");
     // Without one, a generated id is in the header and the body alike.
     let r = gw.client().get("/mcp/nope");
     let v = assert_json_error(&r, 404);
     let id = r.header("x-request-id").unwrap_or("").to_string();
     assert!(!id.is_empty(), "{r:?}");
-    assert_eq!(v["error"]["requestId"], id.as_str());
+    assert_eq!(v["error"]["data"]["requestId"], id.as_str());
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::runtime::{
-    GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Server, Transport,
-    Upstream,
+    GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Security, Server,
+    Sessions, Transport, Upstream,
 };
 use crate::user::UserConfig;
 use crate::validate::{Checked, Endpoint};
@@ -28,7 +28,7 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         .servers
         .iter()
         .zip(checked.endpoints)
-        .map(|(server, Endpoint { url, addr })| Upstream {
+        .map(|(server, Endpoint { url, addr, headers })| Upstream {
             id: server.id.clone(),
             url: server.url.clone(),
             host: url.host,
@@ -42,6 +42,8 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             group: server.group.clone(),
             tags: server.tags.clone(),
             transport: Transport::StreamableHttp,
+            forward_auth: server.forward_auth,
+            headers,
         })
         .collect();
 
@@ -84,6 +86,13 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         logging: Logging {
             level: checked.log_level,
             file: user.logging.file.as_ref().map(PathBuf::from),
+        },
+        sessions: Sessions {
+            secret: user.sessions.secret.clone(),
+            ttl: millis(user.sessions.ttl),
+        },
+        security: Security {
+            allowed_origins: checked.allowed_origins,
         },
     }
 }

@@ -94,6 +94,11 @@ const OVERRIDES: &[Override] = &[
         kind: Kind::Text,
     },
     Override {
+        var: "SESSION_SECRET",
+        path: &["sessions", "secret"],
+        kind: Kind::Text,
+    },
+    Override {
         var: "REDIS_URL",
         path: &["cache", "layers", "redis", "url"],
         kind: Kind::Text,
@@ -227,10 +232,12 @@ mod tests {
             ("MONITORING_ENABLED", "0"),
             ("REDIS_PASSWORD", "s3cret"),
             ("LOG_LEVEL", " debug "),
+            ("SESSION_SECRET", "0123456789abcdef"),
         ]);
         let (applied, errors) = apply(&mut config, &env);
         assert!(errors.is_empty());
-        assert_eq!(applied.len(), 5);
+        assert_eq!(applied.len(), 6);
+        assert_eq!(config["sessions"]["secret"], "0123456789abcdef");
         assert_eq!(config["server"]["port"], 9000);
         assert_eq!(config["server"]["workers"], "auto");
         assert_eq!(config["monitoring"]["enabled"], false);

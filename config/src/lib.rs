@@ -5,10 +5,14 @@
 //! The steps, in order:
 //!
 //! 1. `jsonc`: blank out comments, keeping line numbers; parse strict JSON.
-//! 2. `env`: write environment overrides into the JSON.
+//! 2. `env`: write environment overrides into the JSON (`PORT`, `HTTPS_PORT`, `HOST`,
+//!    `CLUSTER_WORKERS`, `MAX_CONNECTIONS`, `KEEP_ALIVE_TIMEOUT`, `DASHBOARD_PORT`,
+//!    `MONITORING_ENABLED`, `LOG_LEVEL`, `LOG_FILE`, `JWT_SECRET`, `API_KEY_HEADER`,
+//!    `SESSION_SECRET`, `REDIS_URL`, `REDIS_PASSWORD`).
 //! 3. `schema`: report unknown keys (with "did you mean") and wrong JSON types.
 //! 4. serde: read the JSON into the user types of `user`.
-//! 5. `validate`: ranges, names, URLs; resolve upstream hosts (blocking, on this thread).
+//! 5. `validate`: ranges, names, URLs, origins, headers; expand `${NAME}` in upstream header
+//!    values through the same `env` lookup; resolve upstream hosts (blocking, on this thread).
 //! 6. `convert`: build the runtime types of `runtime`.
 //!
 //! Must not: be called from a shard's I/O thread (step 5 may do DNS), or log; callers print
@@ -140,7 +144,7 @@ fn parse_named(
         }
     };
 
-    let checked = validate::validate(&user);
+    let checked = validate::validate(&user, env);
     let reported: Vec<String> = schema_errors.iter().map(|e| e.path.clone()).collect();
     errors.extend(schema_errors);
     let checked = match checked {

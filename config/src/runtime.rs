@@ -17,6 +17,8 @@ pub struct GatewayConfig {
     pub load_balancer: LoadBalancer,
     pub monitoring: Monitoring,
     pub logging: Logging,
+    pub sessions: Sessions,
+    pub security: Security,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +78,12 @@ pub struct Upstream {
     pub group: Option<String>,
     pub tags: Vec<String>,
     pub transport: Transport,
+    /// `forwardAuth` (default false): pass the client's credentials on to this server.
+    pub forward_auth: bool,
+    /// `headers` (default none): extra request headers, `${NAME}` references already
+    /// expanded, sorted by name. Names are valid tokens, never hop-by-hop, `host` or
+    /// `content-length`; values have no CR, LF or NUL.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,4 +139,33 @@ pub struct Logging {
     pub level: String,
     /// `logging.file` / `LOG_FILE`: also write logs there.
     pub file: Option<PathBuf>,
+}
+
+/// `sessions`.
+#[derive(Clone)]
+pub struct Sessions {
+    /// `sessions.secret` / `SESSION_SECRET`, at least 16 bytes. `None`: the gateway generates
+    /// one at start (so replicas do not share sessions).
+    pub secret: Option<String>,
+    /// `sessions.ttl` ms (default 86400000, 24 h; 1000..=2592000000).
+    pub ttl: Duration,
+}
+
+/// Leaves the secret out, so a printed config does not leak it.
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// `security.allowedOrigins` (default empty): `"*"`, or `scheme://host[:port]` lowercased,
+    /// without a trailing slash or the scheme's default port, as browsers send `Origin`.
+    /// Empty: `Origin` is only checked on loopback listeners, where only localhost origins
+    /// are allowed.
+    pub allowed_origins: Vec<String>,
 }

@@ -3,7 +3,8 @@
 //! Owns: comparing the parsed JSON with a template, which is `UserConfig::default()` serialized
 //! with serde_json, so the key lists live only in `user/`. Arrays of objects use a default
 //! element as their template, and a template value of `null` (an `Option` defaulting to `None`)
-//! accepts any type. Free maps (a server's `env`) take any key with a string value.
+//! accepts any type. Free maps (a server's `env` and `headers`) take any key with a string
+//! value.
 //!
 //! Each problem found is also removed from the JSON (unknown keys dropped, wrong-typed values
 //! replaced by their default) so that serde and validation can still run and report the rest;
@@ -21,10 +22,14 @@ use crate::user::{UpstreamServer, UserConfig};
 const STRING_OR_INTEGER: &[&str] = &["server.workers"];
 
 /// Template paths of string-to-string maps with free keys.
-const FREE_STRING_MAPS: &[&str] = &["upstream.servers[].env"];
+const FREE_STRING_MAPS: &[&str] = &["upstream.servers[].env", "upstream.servers[].headers"];
 
 /// Template paths of arrays of strings that default to empty.
-const STRING_ARRAYS: &[&str] = &["upstream.servers[].tags", "upstream.servers[].args"];
+const STRING_ARRAYS: &[&str] = &[
+    "upstream.servers[].tags",
+    "upstream.servers[].args",
+    "security.allowedOrigins",
+];
 
 /// The most edits for a "did you mean" suggestion.
 const MAX_SUGGESTION_DISTANCE: usize = 2;
@@ -332,6 +337,35 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].starts_with("upstream.servers[0].env.A: expected a string"));
         assert!(errors[1].starts_with("upstream.servers[0].tags[1]: expected a string"));
+    }
+
+    #[test]
+    fn new_keys_are_known_and_typed() {
+        let errors = errors_of(json!({
+            "sessions": {"secret": "0123456789abcdef", "ttl": 1000, "store": "none"},
+            "security": {"allowedOrigins": ["*"]},
+            "upstream": {"servers": [{"forwardAuth": true, "headers": {"X-Any": "${A}"}}]}
+        }));
+        assert!(errors.is_empty(), "{errors:?}");
+        let errors = errors_of(json!({
+            "sessions": {"ttl": "1d", "stroe": "none"},
+            "security": {"allowedOrigins": ["*", 1]},
+            "upstream": {"servers": [{"forwardAuth": "yes", "headers": {"X-A": 1}}]}
+        }));
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        let starts = [
+            "sessions.ttl: expected an integer",
+            "sessions.stroe: unknown key `stroe`, did you mean `store`?",
+            "security.allowedOrigins[1]: expected a string",
+            "upstream.servers[0].forwardAuth: expected a boolean",
+            "upstream.servers[0].headers.X-A: expected a string",
+        ];
+        for start in starts {
+            assert!(
+                errors.iter().any(|e| e.starts_with(start)),
+                "{start}: {errors:?}"
+            );
+        }
     }
 
     #[test]

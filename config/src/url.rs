@@ -87,7 +87,7 @@ pub fn parse(url: &str) -> Result<ParsedUrl, String> {
 }
 
 /// Splits `host[:port]` or `[v6][:port]`; the bool says the host was a bracketed IPv6.
-fn split_host_port(authority: &str) -> Result<(&str, Option<&str>, bool), String> {
+pub fn split_host_port(authority: &str) -> Result<(&str, Option<&str>, bool), String> {
     if let Some(inside) = authority.strip_prefix('[') {
         let Some((host, after)) = inside.split_once(']') else {
             return Err("has an unclosed `[` in its host".to_string());
@@ -109,7 +109,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>, bool), String
     }
 }
 
-fn is_host_char(c: char) -> bool {
+pub fn is_host_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'
 }
 

@@ -38,12 +38,25 @@ pub enum GatewayError {
     UpstreamTimeout(String),
     #[error("the gateway is at its connection limit")]
     TooManyConnections,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("unsupported MCP-Protocol-Version")]
+    UnsupportedProtocolVersion,
+    #[error(
+        "Accept must allow application/json or text/event-stream (POST), text/event-stream (GET)"
+    )]
+    NotAcceptable,
+    #[error("Session not found ({0})")]
+    SessionNotFound(crate::mcp::session::TokenError),
 }
 
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::BadRequest(_) => 400,
+            GatewayError::BadRequest(_) | GatewayError::UnsupportedProtocolVersion => 400,
+            GatewayError::Forbidden(_) => 403,
+            GatewayError::NotAcceptable => 406,
+            GatewayError::SessionNotFound(_) => 404,
             GatewayError::HeadersTooLarge { .. } => 431,
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::HeaderTimeout => 408,
@@ -62,7 +75,11 @@ impl GatewayError {
             | GatewayError::HeadersTooLarge { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::HeaderTimeout
-            | GatewayError::UnknownServer(_) => Side::Downstream,
+            | GatewayError::UnknownServer(_)
+            | GatewayError::Forbidden(_)
+            | GatewayError::UnsupportedProtocolVersion
+            | GatewayError::NotAcceptable
+            | GatewayError::SessionNotFound(_) => Side::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
@@ -109,6 +126,21 @@ impl GatewayError {
             GatewayError::UpstreamProtocol(_) => ErrorKind::UpstreamProtocol,
             GatewayError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             GatewayError::TooManyConnections => ErrorKind::TooManyConnections,
+            GatewayError::Forbidden(_) => ErrorKind::Forbidden,
+            GatewayError::UnsupportedProtocolVersion => ErrorKind::UnsupportedProtocolVersion,
+            GatewayError::NotAcceptable => ErrorKind::NotAcceptable,
+            GatewayError::SessionNotFound(_) => ErrorKind::SessionNotFound,
+        }
+    }
+
+    /// The JSON-RPC error code used on MCP paths.
+    pub fn jsonrpc_code(&self) -> i64 {
+        match self {
+            GatewayError::SessionNotFound(_) => -32001,
+            GatewayError::BadRequest(_)
+            | GatewayError::UnsupportedProtocolVersion
+            | GatewayError::NotAcceptable => -32600,
+            _ => -32603,
         }
     }
 }
@@ -127,10 +159,14 @@ pub enum ErrorKind {
     UpstreamProtocol,
     UpstreamTimeout,
     TooManyConnections,
+    Forbidden,
+    UnsupportedProtocolVersion,
+    NotAcceptable,
+    SessionNotFound,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::BadRequest,
         ErrorKind::HeadersTooLarge,
         ErrorKind::BodyTooLarge,
@@ -142,6 +178,10 @@ impl ErrorKind {
         ErrorKind::UpstreamProtocol,
         ErrorKind::UpstreamTimeout,
         ErrorKind::TooManyConnections,
+        ErrorKind::Forbidden,
+        ErrorKind::UnsupportedProtocolVersion,
+        ErrorKind::NotAcceptable,
+        ErrorKind::SessionNotFound,
     ];
 
     pub fn label(self) -> &'static str {
@@ -157,6 +197,10 @@ impl ErrorKind {
             ErrorKind::UpstreamProtocol => "upstream_protocol",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::TooManyConnections => "too_many_connections",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            ErrorKind::NotAcceptable => "not_acceptable",
+            ErrorKind::SessionNotFound => "session_not_found",
         }
     }
 

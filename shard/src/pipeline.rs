@@ -15,6 +15,8 @@ use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::http::request::RequestHead;
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::mcp;
+use crate::mcp::route::{McpPlan, McpReply};
 use crate::relay::{self, BodyLeft};
 use crate::router::{self, LocalPage, Route};
 use crate::state::Shard;
@@ -65,8 +67,12 @@ impl RequestId {
 
 pub enum Action {
     Local(LocalPage),
-    Proxy { upstream: usize },
+    Proxy {
+        upstream: usize,
+    },
     Reject(GatewayError),
+    /// A CORS preflight from this allowed origin.
+    Preflight(Vec<u8>),
 }
 
 /// Phase 1's result: everything the async phases need, owning no borrow of the buffer.
@@ -83,6 +89,10 @@ pub struct Prepared {
     pub started: Instant,
     /// For a proxied request: the upstream request head, written here.
     pub out: Vec<u8>,
+    /// For an MCP request: what the response side needs (session sealing, CORS).
+    pub mcp: Option<McpReply>,
+    /// Errors are JSON-RPC error objects (MCP paths).
+    pub jsonrpc: bool,
 }
 
 /// Phase 1: route and build the upstream head while the parsed head is borrowed.
@@ -91,36 +101,31 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let request_id = RequestId::new(shard, head.request_id);
     let mut out = shard.take_buffer();
     let limits = &shard.config.server.limits;
-    let action = match router::route(head.method, head.target, &shard.routes) {
-        Route::Local(page) => Action::Local(page),
-        Route::UnknownServer(id) => Action::Reject(GatewayError::UnknownServer(id.to_string())),
-        Route::Server { index, rest } => if shard.is_healthy(index) {
-            Action::Proxy { upstream: index }
-        } else {
-            Action::Reject(GatewayError::NoHealthyUpstream)
-        }
-        .then_write(|i| {
-            write_upstream_head(
-                &mut out,
-                head,
-                &shard.config.upstreams[i],
-                rest,
-                peer_ip,
-                &request_id,
-            )
-        }),
+    let mut mcp = None;
+    let route = router::route(head.method, head.target, &shard.routes);
+    let jsonrpc = matches!(route, Route::Mcp { .. } | Route::UnknownServer(_));
+    let (action, rest, session) = match route {
+        Route::Local(page) => (Action::Local(page), "", None),
+        Route::UnknownServer(id) => (
+            Action::Reject(GatewayError::UnknownServer(id.to_string())),
+            "",
+            None,
+        ),
+        Route::Mcp { target, rest } => match mcp::route::plan(head, shard, target) {
+            Ok(McpPlan::Preflight { origin }) => (Action::Preflight(origin), "", None),
+            Ok(McpPlan::Forward {
+                upstream,
+                session,
+                reply,
+            }) => {
+                mcp = Some(reply);
+                (Action::Proxy { upstream }, rest, session)
+            }
+            Err(e) => (Action::Reject(e), "", None),
+        },
         Route::Default => match shard.pick_default() {
-            Some(index) => Action::Proxy { upstream: index }.then_write(|i| {
-                write_upstream_head(
-                    &mut out,
-                    head,
-                    &shard.config.upstreams[i],
-                    head.target,
-                    peer_ip,
-                    &request_id,
-                )
-            }),
-            None => Action::Reject(GatewayError::NoHealthyUpstream),
+            Some(upstream) => (Action::Proxy { upstream }, head.target, None),
+            None => (Action::Reject(GatewayError::NoHealthyUpstream), "", None),
         },
     };
     let action = match (action, head.framing) {
@@ -128,6 +133,15 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             Action::Reject(GatewayError::BodyTooLarge {
                 limit: limits.max_body_bytes,
             })
+        }
+        (Action::Proxy { upstream }, _) => {
+            let target = UpstreamTarget {
+                upstream: &shard.config.upstreams[upstream],
+                rest,
+                session: session.as_deref(),
+            };
+            write_upstream_head(&mut out, head, &target, peer_ip, &request_id);
+            Action::Proxy { upstream }
         }
         (action, _) => action,
     };
@@ -142,16 +156,18 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         request_id,
         started: Instant::now(),
         out,
+        mcp,
+        jsonrpc,
     }
 }
 
-impl Action {
-    fn then_write(self, write: impl FnOnce(usize)) -> Action {
-        if let Action::Proxy { upstream } = self {
-            write(upstream);
-        }
-        self
-    }
+/// Where a request goes upstream.
+struct UpstreamTarget<'a> {
+    upstream: &'a Upstream,
+    /// Path remainder and query, appended to the upstream's path.
+    rest: &'a str,
+    /// The upstream's own session id, restored from the client's token.
+    session: Option<&'a [u8]>,
 }
 
 /// The upstream request head: the target rewritten onto the upstream's path, `Host` set to
@@ -159,14 +175,14 @@ impl Action {
 fn write_upstream_head(
     out: &mut Vec<u8>,
     head: &RequestHead<'_, '_>,
-    upstream: &Upstream,
-    rest: &str,
+    to: &UpstreamTarget<'_>,
     peer_ip: &str,
     request_id: &RequestId,
 ) {
+    let upstream = to.upstream;
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    router::rewrite_target(out, &upstream.base_path, rest);
+    router::rewrite_target(out, &upstream.base_path, to.rest);
     // An HTTP/1.0 client cannot read chunked responses: ask the upstream in HTTP/1.0 too.
     out.extend_from_slice(if head.minor_version == 0 {
         b" HTTP/1.0\r\n"
@@ -182,10 +198,20 @@ fn write_upstream_head(
             || name.eq_ignore_ascii_case("x-request-id")
             || is_hop_by_hop(name)
             || listed_in_connection(head.connection, name)
+            // The client's bearer token stays here unless the server's entry says otherwise.
+            || (!upstream.forward_auth && name.eq_ignore_ascii_case("authorization"))
+            || (to.session.is_some() && name.eq_ignore_ascii_case("mcp-session-id"))
+            || upstream.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             continue;
         }
         encode::header(out, name, h.value);
+    }
+    if let Some(session) = to.session {
+        encode::header(out, "Mcp-Session-Id", session);
+    }
+    for (name, value) in &upstream.headers {
+        encode::header(out, name, value.as_bytes());
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(prior) = head.forwarded_for {
@@ -211,6 +237,10 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_page(shard, conn, &p, page, &mut out, body_skipped).await
         }
+        Action::Preflight(origin) => {
+            let body_skipped = skip_buffered_body(conn, p.framing);
+            respond_preflight(shard, conn, &p, &origin, &mut out, body_skipped).await
+        }
         Action::Reject(err) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_error(
@@ -218,6 +248,7 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
                 conn,
                 &err,
                 &p.request_id,
+                p.jsonrpc,
                 p.keep_alive && body_skipped,
                 &mut out,
             )
@@ -233,7 +264,7 @@ pub async fn refuse(shard: &Shard, conn: &mut Conn, err: GatewayError) {
     shard.metrics.borrow_mut().request_started();
     let id = RequestId::new(shard, None);
     let mut out = shard.take_buffer();
-    respond_error(shard, conn, &err, &id, false, &mut out).await;
+    respond_error(shard, conn, &err, &id, false, false, &mut out).await;
     shard.give_buffer(out);
 }
 
@@ -266,6 +297,7 @@ async fn respond_page(
             conn,
             &GatewayError::BadRequest("page unavailable"),
             &p.request_id,
+            p.jsonrpc,
             false,
             out,
         )
@@ -297,19 +329,79 @@ async fn respond_page(
     ok && keep_open
 }
 
-/// Writes the gateway's own JSON error; returns whether the connection stays open.
+/// Answers a CORS preflight for an MCP endpoint from an allowed origin.
+async fn respond_preflight(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &Prepared,
+    origin: &[u8],
+    out: &mut Vec<u8>,
+    body_skipped: bool,
+) -> bool {
+    let keep_open = p.keep_alive && body_skipped;
+    let origin = String::from_utf8_lossy(origin);
+    let lines = [
+        format!("Access-Control-Allow-Origin: {origin}"),
+        format!(
+            "Access-Control-Allow-Methods: {}",
+            mcp::headers::CORS_ALLOW_METHODS
+        ),
+        format!(
+            "Access-Control-Allow-Headers: {}",
+            mcp::headers::CORS_ALLOW_HEADERS
+        ),
+        format!(
+            "Access-Control-Expose-Headers: {}",
+            mcp::headers::CORS_EXPOSE_HEADERS
+        ),
+        "Access-Control-Max-Age: 86400".to_string(),
+        "Vary: Origin".to_string(),
+    ];
+    let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
+    out.clear();
+    let date = shard.date.borrow().clone();
+    encode::local_response(
+        out,
+        date.as_bytes(),
+        &LocalResponse {
+            status: 204,
+            content_type: "text/plain",
+            body: b"",
+            close: !keep_open,
+            request_id: p.request_id.as_bytes(),
+            extra: &extra,
+        },
+    );
+    let written = out.len() as u64;
+    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    let latency = p.started.elapsed().as_micros() as u64;
+    shard
+        .metrics
+        .borrow_mut()
+        .response(204, latency, p.head_len as u64, written);
+    ok && keep_open
+}
+
+/// Writes the gateway's own JSON error (a JSON-RPC error object on MCP paths); returns
+/// whether the connection stays open.
 pub async fn respond_error(
     shard: &Shard,
     conn: &mut Conn,
     err: &GatewayError,
     request_id: &RequestId,
+    jsonrpc: bool,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> bool {
     let status = err.status();
     let keep_open = keep_alive && !err.closes_connection();
     tracing::info!(shard = shard.id, request_id = %String::from_utf8_lossy(request_id.as_bytes()), status, error = %err, peer = %conn.peer_ip, "request refused");
-    let body = encode::error_body(status, &err.to_string(), request_id.as_bytes());
+    let message = err.to_string();
+    let body = if jsonrpc {
+        encode::jsonrpc_error_body(err.jsonrpc_code(), &message, status, request_id.as_bytes())
+    } else {
+        encode::error_body(status, &message, request_id.as_bytes())
+    };
     out.clear();
     let date = shard.date.borrow().clone();
     let retry_after = err.retry_after();
@@ -362,6 +454,7 @@ async fn proxy(
             conn,
             &GatewayError::BadRequest("malformed chunked body"),
             &p.request_id,
+            p.jsonrpc,
             false,
             out,
         )
@@ -371,7 +464,7 @@ async fn proxy(
     conn.rpos += n;
     if body_left.chunked_payload() > max_body {
         let err = GatewayError::BodyTooLarge { limit: max_body };
-        return respond_error(shard, conn, &err, &p.request_id, false, out).await;
+        return respond_error(shard, conn, &err, &p.request_id, p.jsonrpc, false, out).await;
     }
     if p.expect_continue && !body_left.is_done() {
         let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
@@ -391,6 +484,7 @@ async fn proxy(
         client_keep_alive: p.keep_alive,
         http11_client: p.http11,
         max_body,
+        mcp: p.mcp.as_ref(),
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);
@@ -409,7 +503,7 @@ async fn proxy(
                 .upstream(index, err.status(), latency, true);
             // The connection stays usable only if the whole request was read.
             let keep_alive = p.keep_alive && request_in_hand;
-            respond_error(shard, conn, &err, &p.request_id, keep_alive, out).await
+            respond_error(shard, conn, &err, &p.request_id, p.jsonrpc, keep_alive, out).await
         }
         Err(upstream::Failure::AfterResponse { status, reason }) => {
             tracing::info!(shard = shard.id, upstream = %upstream.id, status, reason, "response relay cut short");

@@ -40,32 +40,79 @@ impl LocalPage {
     }
 }
 
+/// What `/mcp/{id}` names: one server, or a group of replicas of one MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Server(usize),
+    Group(usize),
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub id: String,
+    pub members: Vec<usize>,
+}
+
 /// Route table compiled once per config snapshot.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    by_id: HashMap<Box<str>, usize>,
+    targets: HashMap<Box<str>, Target>,
+    pub groups: Vec<Group>,
     /// Upstreams that serve paths no other route claims: those without a `group`.
     pub default_group: Vec<usize>,
+    /// Replica identity in session tokens -> upstream index.
+    replicas: HashMap<u64, usize>,
+    /// Upstream index -> replica identity.
+    pub replica_ids: Vec<u64>,
 }
 
 impl RouteTable {
     pub fn build(config: &GatewayConfig) -> RouteTable {
-        let mut by_id = HashMap::with_capacity(config.upstreams.len());
-        let mut default_group = Vec::new();
+        let mut t = RouteTable::default();
         for (i, u) in config.upstreams.iter().enumerate() {
-            by_id.insert(u.id.clone().into_boxed_str(), i);
-            if u.group.is_none() {
-                default_group.push(i);
+            t.targets
+                .insert(u.id.clone().into_boxed_str(), Target::Server(i));
+            let replica = crate::mcp::session::replica_id(&u.id);
+            t.replicas.insert(replica, i);
+            t.replica_ids.push(replica);
+            match &u.group {
+                None => t.default_group.push(i),
+                Some(name) => match t.groups.iter_mut().find(|g| &g.id == name) {
+                    Some(g) => g.members.push(i),
+                    None => t.groups.push(Group {
+                        id: name.clone(),
+                        members: vec![i],
+                    }),
+                },
             }
         }
-        RouteTable {
-            by_id,
-            default_group,
+        for (g, group) in t.groups.iter().enumerate() {
+            // A server id wins over a group of the same name (validation refuses that).
+            t.targets
+                .entry(group.id.clone().into_boxed_str())
+                .or_insert(Target::Group(g));
         }
+        t
     }
 
-    pub fn server(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+    pub fn target(&self, id: &str) -> Option<Target> {
+        self.targets.get(id).copied()
+    }
+
+    /// The upstream a session token names, if it is still configured.
+    pub fn replica(&self, replica_id: u64) -> Option<usize> {
+        self.replicas.get(&replica_id).copied()
+    }
+
+    /// Whether `upstream` is the target or one of its replicas.
+    pub fn serves(&self, target: Target, upstream: usize) -> bool {
+        match target {
+            Target::Server(i) => i == upstream,
+            Target::Group(g) => self
+                .groups
+                .get(g)
+                .is_some_and(|g| g.members.contains(&upstream)),
+        }
     }
 }
 
@@ -73,9 +120,10 @@ impl RouteTable {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Local(LocalPage),
-    /// `/mcp/{id}`: that upstream, with `rest` (path remainder and query) appended to its path.
-    Server {
-        index: usize,
+    /// `/mcp/{id}`: that server or group, with `rest` (path remainder and query) appended to
+    /// the chosen upstream's path.
+    Mcp {
+        target: Target,
         rest: &'a str,
     },
     /// Unknown `/mcp/{id}`.
@@ -97,8 +145,8 @@ pub fn route<'a>(method: &str, target: &'a str, table: &RouteTable) -> Route<'a>
         let id_end = after.find('/').unwrap_or(after.len());
         let id = &after[..id_end];
         let rest = &target["/mcp/".len() + id_end..];
-        return match table.server(id) {
-            Some(index) => Route::Server { index, rest },
+        return match table.target(id) {
+            Some(target) => Route::Mcp { target, rest },
             None => Route::UnknownServer(id),
         };
     }
@@ -120,8 +168,13 @@ mod tests {
 
     fn table() -> RouteTable {
         let mut t = RouteTable::default();
-        t.by_id.insert("alpha".into(), 0);
-        t.by_id.insert("beta".into(), 1);
+        t.targets.insert("alpha".into(), Target::Server(0));
+        t.targets.insert("beta".into(), Target::Server(1));
+        t.targets.insert("search".into(), Target::Group(0));
+        t.groups.push(Group {
+            id: "search".into(),
+            members: vec![2, 3],
+        });
         t.default_group = vec![0, 1];
         t
     }
@@ -131,24 +184,22 @@ mod tests {
         let t = table();
         assert_eq!(route("GET", "/health", &t), Route::Local(LocalPage::Health));
         assert_eq!(route("POST", "/health", &t), Route::Default);
-        assert_eq!(
-            route("POST", "/mcp/beta", &t),
-            Route::Server { index: 1, rest: "" }
-        );
+        let server = |i, rest| Route::Mcp {
+            target: Target::Server(i),
+            rest,
+        };
+        assert_eq!(route("POST", "/mcp/beta", &t), server(1, ""));
         assert_eq!(
             route("GET", "/mcp/alpha/x/y?z=1", &t),
-            Route::Server {
-                index: 0,
-                rest: "/x/y?z=1"
-            }
+            server(0, "/x/y?z=1")
         );
-        assert_eq!(
-            route("GET", "/mcp/alpha?z=1", &t),
-            Route::Server {
-                index: 0,
-                rest: "?z=1"
-            }
-        );
+        assert_eq!(route("GET", "/mcp/alpha?z=1", &t), server(0, "?z=1"));
+        let group = Route::Mcp {
+            target: Target::Group(0),
+            rest: "",
+        };
+        assert_eq!(route("POST", "/mcp/search", &t), group);
+        assert!(t.serves(Target::Group(0), 3) && !t.serves(Target::Group(0), 0));
         assert_eq!(
             route("GET", "/mcp/nope/x", &t),
             Route::UnknownServer("nope")

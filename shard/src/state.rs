@@ -7,6 +7,8 @@
 
 use crate::balancer::{Selector, WeightedRoundRobin};
 use crate::http::encode::http_date;
+use crate::mcp::headers::OriginPolicy;
+use crate::mcp::session::{generated_secret, SessionCodec};
 use crate::messages::{HealthMap, Pages, ShardCommand};
 use crate::metrics::ShardMetrics;
 use crate::pool::Pool;
@@ -22,6 +24,11 @@ pub struct Shard {
     pub config: Arc<GatewayConfig>,
     pub routes: RouteTable,
     pub selector: RefCell<Selector>,
+    /// One selector per replica group, for requests that start a session.
+    group_selectors: RefCell<Vec<Selector>>,
+    /// Seals and opens session tokens (key derived once at start-up).
+    pub sessions: RefCell<SessionCodec>,
+    pub origins: OriginPolicy,
     pub pool: Rc<RefCell<Pool>>,
     pub metrics: RefCell<ShardMetrics>,
     pub pages: RefCell<Arc<Pages>>,
@@ -51,6 +58,24 @@ impl Shard {
             .iter()
             .map(|i| config.upstreams[*i].weight)
             .collect();
+        let group_selectors = routes
+            .groups
+            .iter()
+            .map(|g| {
+                let weights = g
+                    .members
+                    .iter()
+                    .map(|i| config.upstreams[*i].weight)
+                    .collect();
+                Selector::WeightedRoundRobin(WeightedRoundRobin::new(weights, id * 7919))
+            })
+            .collect();
+        let secret = match &config.sessions.secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => generated_secret(),
+        };
+        let ttl = u32::try_from(config.sessions.ttl.as_secs()).unwrap_or(u32::MAX);
+        let loopback = config.server.host.is_loopback();
         let pool = Pool::new(
             config
                 .upstreams
@@ -68,6 +93,9 @@ impl Shard {
                 weights,
                 id * 7919,
             ))),
+            group_selectors: RefCell::new(group_selectors),
+            sessions: RefCell::new(SessionCodec::new(&secret, ttl)),
+            origins: OriginPolicy::new(&config.security.allowed_origins, loopback),
             pool: Rc::new(RefCell::new(pool)),
             metrics: RefCell::new(ShardMetrics::new(id, config.upstreams.len())),
             pages: RefCell::new(pages),
@@ -97,6 +125,22 @@ impl Shard {
                 .is_some_and(|i| health.get(*i).copied().unwrap_or(false))
         })?;
         group.get(pos).copied()
+    }
+
+    /// Picks a healthy replica of a group, for a request that starts a session.
+    pub fn pick_in_group(&self, group: usize) -> Option<usize> {
+        let members = &self.routes.groups.get(group)?.members;
+        let health = self.health.borrow();
+        let pos = self
+            .group_selectors
+            .borrow_mut()
+            .get_mut(group)?
+            .next(|pos| {
+                members
+                    .get(pos)
+                    .is_some_and(|i| health.get(*i).copied().unwrap_or(false))
+            })?;
+        members.get(pos).copied()
     }
 
     /// A fresh request id: 16 hex digits, unique per shard, unlikely to repeat across runs.

@@ -11,6 +11,7 @@ use crate::connection::Conn;
 use crate::error::GatewayError;
 use crate::http::response::{self, ResponseError};
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::mcp::route::McpReply;
 use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
 use crate::relay::{self, read_append, BodyLeft, RelayError};
 use crate::state::{Shard, BUFFER_SIZE};
@@ -36,6 +37,8 @@ pub struct Exchange<'a> {
     /// and chunked framing is removed from its response, ending the body by closing.
     pub http11_client: bool,
     pub max_body: u64,
+    /// An MCP exchange: seal the upstream's `Mcp-Session-Id` into a token, add CORS headers.
+    pub mcp: Option<&'a McpReply>,
 }
 
 pub struct Completed {
@@ -340,7 +343,17 @@ impl Exchange<'_> {
         let client_keep_alive =
             self.client_keep_alive && head.framing != BodyFraming::UntilClose && !unchunk;
         out.clear();
-        write_client_head(out, &head, !client_keep_alive, unchunk);
+        let session_token = match self.seal_session(&head) {
+            Ok(token) => token,
+            Err(()) => return HeadStep::Bad,
+        };
+        let rewrite = HeadRewrite {
+            close: !client_keep_alive,
+            unchunk,
+            session_token: session_token.as_deref(),
+            cors_origin: self.mcp.and_then(|m| m.origin.as_deref()),
+        };
+        write_client_head(out, &head, &rewrite);
         let facts = ResponseFacts {
             status: head.status,
             resp_left: match head.framing {
@@ -357,6 +370,35 @@ impl Exchange<'_> {
         let head_len = head.head_len;
         ubuf.drain(..head_len);
         HeadStep::Complete(facts)
+    }
+
+    /// The token replacing the upstream's `Mcp-Session-Id` on an MCP exchange.
+    fn seal_session(&self, head: &response::ResponseHead<'_, '_>) -> Result<Option<String>, ()> {
+        let Some(mcp) = self.mcp else {
+            return Ok(None);
+        };
+        let Some(h) = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("mcp-session-id"))
+        else {
+            return Ok(None);
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match self
+            .shard
+            .sessions
+            .borrow_mut()
+            .seal(mcp.replica, h.value, now)
+        {
+            Ok(token) => Ok(Some(token)),
+            Err(e) => {
+                tracing::warn!(upstream = %self.upstream.id, error = %e, "cannot carry the upstream's session id");
+                Err(())
+            }
+        }
     }
 
     fn timeout(&self) -> Attempt {
@@ -379,12 +421,24 @@ impl Exchange<'_> {
 
 /// The response head for the client: status line normalised to HTTP/1.1, hop-by-hop
 /// headers dropped, `Connection: close` when this is the connection's last response.
+/// How the response head is changed on its way to the client.
+struct HeadRewrite<'a> {
+    /// This is the connection's last response.
+    close: bool,
+    /// Chunked framing is removed (HTTP/1.0 client).
+    unchunk: bool,
+    /// Replaces the upstream's `Mcp-Session-Id`.
+    session_token: Option<&'a str>,
+    /// An allowed browser origin: CORS headers are added.
+    cors_origin: Option<&'a [u8]>,
+}
+
 fn write_client_head(
     out: &mut Vec<u8>,
     head: &response::ResponseHead<'_, '_>,
-    close: bool,
-    unchunk: bool,
+    rw: &HeadRewrite<'_>,
 ) {
+    let (close, unchunk) = (rw.close, rw.unchunk);
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(digits.format(head.status).as_bytes());
@@ -403,7 +457,28 @@ fn write_client_head(
         if unchunk && h.name.eq_ignore_ascii_case("transfer-encoding") {
             continue;
         }
+        if let Some(token) = rw.session_token {
+            if h.name.eq_ignore_ascii_case("mcp-session-id") {
+                crate::http::encode::header(out, h.name, token.as_bytes());
+                continue;
+            }
+        }
+        if rw.cors_origin.is_some()
+            && h.name.len() > 12
+            && h.name[..12].eq_ignore_ascii_case("access-contr")
+        {
+            continue;
+        }
         crate::http::encode::header(out, h.name, h.value);
+    }
+    if let Some(origin) = rw.cors_origin {
+        crate::http::encode::header(out, "Access-Control-Allow-Origin", origin);
+        crate::http::encode::header(
+            out,
+            "Access-Control-Expose-Headers",
+            crate::mcp::headers::CORS_EXPOSE_HEADERS.as_bytes(),
+        );
+        out.extend_from_slice(b"Vary: Origin\r\n");
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");

@@ -847,7 +847,8 @@ impl Client {
     }
 }
 
-/// Asserts a gateway error: that status, a JSON body with `error.code` == status.
+/// Asserts a gateway error: that status and a JSON body saying it: `{"error":{"code":status}}`,
+/// or on MCP paths a JSON-RPC error object whose `error.data.status` is the status.
 pub fn assert_json_error(r: &Response, status: u16) -> Value {
     assert_eq!(r.status, status, "expected {status}: {r:?}");
     let ct = r.header("content-type").unwrap_or("");
@@ -856,10 +857,16 @@ pub fn assert_json_error(r: &Response, status: u16) -> Value {
         "error content-type should be JSON: {r:?}"
     );
     let v = r.json();
+    let said = if v["jsonrpc"] == "2.0" {
+        assert!(v["error"]["code"].is_i64(), "JSON-RPC error code: {v}");
+        v["error"]["data"]["status"].as_u64()
+    } else {
+        v["error"]["code"].as_u64()
+    };
     assert_eq!(
-        v["error"]["code"].as_u64(),
+        said,
         Some(u64::from(status)),
-        "error.code should be {status}: {v}"
+        "error should say {status}: {v}"
     );
     v
 }

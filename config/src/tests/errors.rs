@@ -146,3 +146,111 @@ fn other_semantic_checks() {
     }
     assert_eq!(found.len(), expected_starts.len(), "{found:#?}");
 }
+
+#[test]
+fn redis_session_store_is_refused() {
+    let found = errors(parse(r#"{"sessions": {"store": "redis"}}"#));
+    assert_eq!(
+        found,
+        ["sessions.store: store `redis` is not supported by this build yet (allowed: none)"]
+    );
+    let found = errors(parse(r#"{"sessions": {"store": "memcached"}}"#));
+    assert_eq!(
+        found,
+        ["sessions.store: unknown store `memcached` (allowed: none)"]
+    );
+}
+
+#[test]
+fn session_checks() {
+    let found = errors(parse(r#"{"sessions": {"secret": "short", "ttl": 999}}"#));
+    assert_eq!(
+        found,
+        [
+            "sessions.secret: must be at least 16 bytes, found 5",
+            "sessions.ttl: 999 is out of range (allowed: 1000 to 2592000000)",
+        ]
+    );
+    let found = errors(parse(r#"{"sessions": {"ttl": 2592000001}}"#));
+    assert_eq!(
+        found,
+        ["sessions.ttl: 2592000001 is out of range (allowed: 1000 to 2592000000)"]
+    );
+    let found = errors(parse_with_env("{}", &[("SESSION_SECRET", "tooshort")]));
+    assert_eq!(
+        found,
+        ["sessions.secret: must be at least 16 bytes, found 8 (set by env SESSION_SECRET)"]
+    );
+    assert!(!found[0].contains("tooshort"));
+}
+
+#[test]
+fn bad_allowed_origins() {
+    let text = r#"{"security": {"allowedOrigins": [
+        "https://ok.example", "https://a.example/app", "ftp://a.example", "a.example", "",
+        "https://*.example.com"
+    ]}}"#;
+    let found = errors(parse(text));
+    let expected_starts = [
+        "security.allowedOrigins[1]: `https://a.example/app` must not have a path",
+        "security.allowedOrigins[2]: `ftp://a.example` unsupported scheme `ftp`",
+        "security.allowedOrigins[3]: `a.example` must look like scheme://host[:port]",
+        "security.allowedOrigins[4]: `` must not be empty",
+        "security.allowedOrigins[5]: `https://*.example.com` has a wildcard in its host",
+    ];
+    for start in expected_starts {
+        assert!(
+            found.iter().any(|e| e.starts_with(start)),
+            "{start}: {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected_starts.len(), "{found:#?}");
+    assert!(found[0].ends_with("(allowed: \"*\" or http(s)://host[:port])"));
+}
+
+#[test]
+fn unset_header_variable_names_the_path_and_the_variable() {
+    let text = one_server(r#", "headers": {"Authorization": "Bearer ${MCP_TOKEN}"}"#);
+    let found = errors(parse(&text));
+    assert_eq!(
+        found,
+        ["upstream.servers[0].headers.Authorization: environment variable `MCP_TOKEN` is not set"]
+    );
+    let found = errors(parse_with_env(&text, &[("MCP_TOKEN", "a\r\nX-Evil: 1")]));
+    assert_eq!(
+        found,
+        ["upstream.servers[0].headers.Authorization: environment variable `MCP_TOKEN` contains CR, LF or NUL"]
+    );
+}
+
+#[test]
+fn bad_upstream_headers() {
+    let text = one_server(
+        r#", "headers": {
+            "X Bad": "1", "Connection": "close", "host": "h", "Content-Length": "1",
+            "Transfer-Encoding": "chunked", "Keep-Alive": "1", "Upgrade": "h2c",
+            "X-Split": "a\r\nX-Evil: 1", "X-Ref": "${1BAD}", "x-dup": "1", "X-Dup": "2"
+        }"#,
+    );
+    let found = errors(parse(&text));
+    let base = "upstream.servers[0].headers";
+    let expected_starts = [
+        format!("{base}.X Bad: header name `X Bad` has characters outside the allowed set"),
+        format!("{base}.Connection: header `Connection` cannot be set here"),
+        format!("{base}.host: header `host` cannot be set here"),
+        format!("{base}.Content-Length: header `Content-Length` cannot be set here"),
+        format!("{base}.Transfer-Encoding: header `Transfer-Encoding` cannot be set here"),
+        format!("{base}.Keep-Alive: header `Keep-Alive` cannot be set here"),
+        format!("{base}.Upgrade: header `Upgrade` cannot be set here"),
+        format!("{base}.X-Split: value must not contain CR, LF or NUL"),
+        format!("{base}.X-Ref: `${{1BAD}}` is not a variable reference"),
+        format!("{base}.x-dup: duplicate header, also written as `X-Dup`"),
+    ];
+    for start in &expected_starts {
+        assert!(
+            found.iter().any(|e| e.starts_with(start.as_str())),
+            "{start}: {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected_starts.len(), "{found:#?}");
+}

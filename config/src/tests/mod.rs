@@ -135,6 +135,11 @@ fn original_readme_example_loads_unchanged() {
     assert_eq!(config.monitoring.management_port, 8081);
     assert_eq!(config.monitoring.metrics_tick, Duration::from_millis(250));
     assert_eq!(config.logging.level, "info");
+    assert!(!upstream.forward_auth);
+    assert!(upstream.headers.is_empty());
+    assert!(config.sessions.secret.is_none());
+    assert_eq!(config.sessions.ttl, Duration::from_secs(86_400));
+    assert!(config.security.allowed_origins.is_empty());
 }
 
 #[test]
@@ -146,6 +151,9 @@ fn default_text_parses_and_matches_the_defaults() {
         SocketAddr::from(([127, 0, 0, 1], 3001))
     );
     assert!(config.health_check.enabled);
+    assert!(config.sessions.secret.is_none());
+    assert!(config.security.allowed_origins.is_empty());
+    assert!(config.upstreams[0].headers.is_empty());
 
     let json = jsonc::strip_comments(DEFAULT_CONFIG_TEXT).unwrap_or_default();
     let written: UserConfig = serde_json::from_str(&json).unwrap_or_default();
@@ -170,6 +178,9 @@ fn empty_object_is_a_valid_config() {
     );
     assert_eq!(config.server.limits.max_connections, 10000);
     assert_eq!(config.monitoring.management_host, config.server.host);
+    assert!(config.sessions.secret.is_none());
+    assert_eq!(config.sessions.ttl, Duration::from_millis(86_400_000));
+    assert!(config.security.allowed_origins.is_empty());
 }
 
 #[test]
@@ -232,6 +243,76 @@ fn upstream_runtime_fields() {
     assert_eq!(upstream.group.as_deref(), Some("g"));
     assert_eq!(upstream.tags, ["x", "y"]);
     assert_eq!(upstream.weight, 5);
+}
+
+#[test]
+fn sessions_keys() {
+    let text = r#"{"sessions": {"secret": "0123456789abcdef", "ttl": 1000, "store": "none"}}"#;
+    let config = loaded(parse(text));
+    assert_eq!(config.sessions.secret.as_deref(), Some("0123456789abcdef"));
+    assert_eq!(config.sessions.ttl, Duration::from_secs(1));
+    let longest = loaded(parse(r#"{"sessions": {"ttl": 2592000000}}"#));
+    assert_eq!(longest.sessions.ttl, Duration::from_secs(30 * 86_400));
+    let shown = format!("{:?}", config.sessions);
+    assert!(!shown.contains("0123456789abcdef"), "{shown}");
+}
+
+#[test]
+fn session_secret_env_overrides_the_file() {
+    let text = r#"{"sessions": {"secret": "from-the-file-0123456789"}}"#;
+    let env = [("SESSION_SECRET", "from-the-environment")];
+    let config = loaded(parse_with_env(text, &env));
+    assert_eq!(
+        config.sessions.secret.as_deref(),
+        Some("from-the-environment")
+    );
+    let config = loaded(parse_with_env("{}", &env));
+    assert_eq!(
+        config.sessions.secret.as_deref(),
+        Some("from-the-environment")
+    );
+    let config = loaded(parse_with_env(text, &[("SESSION_SECRET", "")]));
+    assert_eq!(
+        config.sessions.secret.as_deref(),
+        Some("from-the-file-0123456789")
+    );
+}
+
+#[test]
+fn allowed_origins_are_normalized() {
+    let text = r#"{"security": {"allowedOrigins": [
+        "https://App.Example.com/", "http://localhost:5173", "https://a.example:443", "*"
+    ]}}"#;
+    let config = loaded(parse(text));
+    assert_eq!(
+        config.security.allowed_origins,
+        [
+            "https://app.example.com",
+            "http://localhost:5173",
+            "https://a.example",
+            "*"
+        ]
+    );
+}
+
+#[test]
+fn upstream_headers_expand_env_references() {
+    let text = one_server(
+        r#", "forwardAuth": true, "headers": {
+            "X-Tenant": "acme", "Authorization": "Bearer ${MCP_TOKEN}", "X-Both": "${A}:${B}"
+        }"#,
+    );
+    let env = [("MCP_TOKEN", "t0k3n"), ("A", "1"), ("B", "2")];
+    let config = loaded(parse_with_env(&text, &env));
+    let upstream = &config.upstreams[0];
+    assert!(upstream.forward_auth);
+    let expected = [
+        ("Authorization", "Bearer t0k3n"),
+        ("X-Both", "1:2"),
+        ("X-Tenant", "acme"),
+    ]
+    .map(|(n, v)| (n.to_string(), v.to_string()));
+    assert_eq!(upstream.headers, expected);
 }
 
 #[test]

@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 
 mod cache;
 mod security;
+mod sessions;
 mod upstream;
 
 pub use cache::{CacheLayers, CacheSection, FileLayer, MemoryLayer, RedisLayer};
 pub use security::{AuthenticationSection, RateLimitSection, SecuritySection};
+pub use sessions::SessionsSection;
 pub use upstream::{HealthCheckSection, UpstreamSection, UpstreamServer};
 
 /// The whole file.
@@ -32,6 +34,7 @@ pub struct UserConfig {
     pub load_balancer: LoadBalancerSection,
     pub cache: CacheSection,
     pub security: SecuritySection,
+    pub sessions: SessionsSection,
     pub monitoring: MonitoringSection,
     pub logging: LoggingSection,
 }
@@ -238,6 +241,13 @@ mod tests {
         assert_eq!(value["server"]["limits"]["maxHeaderBytes"], 16384);
         assert_eq!(value["upstream"]["healthCheck"]["unhealthyThreshold"], 2);
         assert!(value["logging"]["file"].is_null());
+        assert!(value["sessions"]["secret"].is_null());
+        assert_eq!(value["sessions"]["ttl"], 86_400_000);
+        assert_eq!(value["sessions"]["store"], "none");
+        assert_eq!(value["security"]["allowedOrigins"], serde_json::json!([]));
+        let server = serde_json::to_value(UpstreamServer::default()).unwrap_or_default();
+        assert_eq!(server["forwardAuth"], false);
+        assert_eq!(server["headers"], serde_json::json!({}));
         assert!(value["monitoring"]["dashboard"]
             .as_object()
             .is_some_and(|o| o.contains_key("host")));

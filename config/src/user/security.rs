@@ -1,7 +1,8 @@
-//! `security`: authentication methods and rate limiting, as the original gateway has them.
+//! `security`: authentication methods and rate limiting, as the original gateway has them,
+//! and the browser origins allowed to call the gateway.
 //!
 //! Owns: the keys and defaults, so the original's files load unchanged. The runtime config
-//! does not carry these yet. Must not: check values (`validate/`).
+//! carries only `allowedOrigins` so far. Must not: check values (`validate/`).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub struct SecuritySection {
     pub authentication: AuthenticationSection,
     pub rate_limit: RateLimitSection,
+    /// `"*"` or `http(s)://host[:port]` each. Empty: the `Origin` header is only checked on
+    /// loopback listeners, where only localhost origins are allowed.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `security.authentication`.

@@ -39,6 +39,11 @@ pub struct UpstreamServer {
     pub env: BTreeMap<String, String>,
     /// stdio only: working directory.
     pub cwd: Option<String>,
+    /// Pass the client's credentials on to this server.
+    pub forward_auth: bool,
+    /// Extra request headers (a free string-to-string map); values may hold `${NAME}`
+    /// references to environment variables, expanded at load time.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Default for UpstreamServer {
@@ -56,6 +61,8 @@ impl Default for UpstreamServer {
             args: Vec::new(),
             env: BTreeMap::new(),
             cwd: None,
+            forward_auth: false,
+            headers: BTreeMap::new(),
         }
     }
 }

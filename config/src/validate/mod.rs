@@ -13,6 +13,7 @@ use crate::runtime::{Algorithm, Workers};
 use crate::url::ParsedUrl;
 use crate::user::{UserConfig, WorkersSetting};
 
+mod http;
 mod upstreams;
 
 /// `loadBalancer.algorithm` values, in the order errors list them.
@@ -26,12 +27,19 @@ pub const ALGORITHMS: &[(&str, Algorithm)] = &[
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 pub const AUTH_METHODS: &[&str] = &["jwt", "apikey", "oauth2", "mtls"];
 pub const TRANSPORTS: &[&str] = &["streamable-http", "sse", "stdio"];
+/// `sessions.store` values this build serves.
+pub const SESSION_STORES: &[&str] = &["none"];
 
 const MAX_WORKERS: i64 = 1024;
 /// One hour: the longest request or connection timeout.
 const MAX_TIMEOUT_MS: i64 = 3_600_000;
 /// One day: the longest health check interval.
 const MAX_INTERVAL_MS: i64 = 86_400_000;
+/// One second to thirty days: the allowed session lifetimes.
+const MIN_SESSION_TTL_MS: i64 = 1_000;
+const MAX_SESSION_TTL_MS: i64 = 2_592_000_000;
+/// The shortest session secret, in bytes.
+const MIN_SECRET_BYTES: usize = 16;
 
 /// What validation parsed on the way; every upstream has its resolved endpoint.
 #[derive(Debug, Clone)]
@@ -43,24 +51,35 @@ pub struct Checked {
     pub log_level: String,
     /// One per `upstream.servers` element, in order.
     pub endpoints: Vec<Endpoint>,
+    /// `security.allowedOrigins`, normalized.
+    pub allowed_origins: Vec<String>,
 }
 
+/// What an upstream needs beyond its user keys.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub url: ParsedUrl,
     pub addr: SocketAddr,
+    /// `headers`, with `${NAME}` references expanded.
+    pub headers: Vec<(String, String)>,
 }
 
-/// Checks everything; `Err` holds every problem found.
-pub fn validate(user: &UserConfig) -> Result<Checked, Vec<ConfigError>> {
+/// Checks everything; `Err` holds every problem found. `env` expands `${NAME}` references in
+/// upstream headers.
+pub fn validate(
+    user: &UserConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Checked, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let host = check_server(user, &mut errors);
     let management_host = check_monitoring(user, host, &mut errors);
     let workers = check_workers(&user.server.workers, &mut errors);
-    let endpoints = upstreams::check(&user.upstream.servers, &mut errors);
+    let endpoints = upstreams::check(&user.upstream.servers, env, &mut errors);
     check_health(user, &mut errors);
     let algorithm = check_balancer(user, &mut errors);
     check_cache_and_security(user, &mut errors);
+    let allowed_origins = check_origins(&user.security.allowed_origins, &mut errors);
+    check_sessions(user, &mut errors);
     let level = user.logging.level.to_ascii_lowercase();
     if !LOG_LEVELS.contains(&level.as_str()) {
         let message = format!("unknown level `{}`", user.logging.level);
@@ -82,6 +101,7 @@ pub fn validate(user: &UserConfig) -> Result<Checked, Vec<ConfigError>> {
                 algorithm,
                 log_level: level,
                 endpoints,
+                allowed_origins,
             })
         }
         _ => {
@@ -275,6 +295,52 @@ fn check_cache_and_security(user: &UserConfig, errors: &mut Vec<ConfigError>) {
     at_least(errors, "security.rateLimit.max", rate.max, 1);
 }
 
+fn check_origins(origins: &[String], errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let mut normalized = Vec::with_capacity(origins.len());
+    for (index, origin) in origins.iter().enumerate() {
+        match http::normalize_origin(origin) {
+            Ok(origin) => normalized.push(origin),
+            Err(problem) => {
+                let path = format!("security.allowedOrigins[{index}]");
+                let message = format!("`{origin}` {problem}");
+                errors.push(ConfigError::new(path, message).with_allowed(http::ORIGIN_SHAPE));
+            }
+        }
+    }
+    normalized
+}
+
+fn check_sessions(user: &UserConfig, errors: &mut Vec<ConfigError>) {
+    let sessions = &user.sessions;
+    if let Some(secret) = &sessions.secret {
+        if secret.len() < MIN_SECRET_BYTES {
+            let message = format!(
+                "must be at least {MIN_SECRET_BYTES} bytes, found {}",
+                secret.len()
+            );
+            errors.push(ConfigError::new("sessions.secret", message));
+        }
+    }
+    in_range(
+        errors,
+        "sessions.ttl",
+        sessions.ttl,
+        MIN_SESSION_TTL_MS,
+        MAX_SESSION_TTL_MS,
+    );
+    let store = sessions.store.as_str();
+    if !SESSION_STORES.contains(&store) {
+        let message = if store == "redis" {
+            "store `redis` is not supported by this build yet".to_string()
+        } else {
+            format!("unknown store `{store}`")
+        };
+        errors.push(
+            ConfigError::new("sessions.store", message).with_allowed(SESSION_STORES.join(", ")),
+        );
+    }
+}
+
 fn ip_address(errors: &mut Vec<ConfigError>, path: &str, text: &str) -> Option<IpAddr> {
     match text.parse::<IpAddr>() {
         Ok(ip) => Some(ip),
@@ -307,6 +373,15 @@ fn at_least(errors: &mut Vec<ConfigError>, path: &str, value: i64, min: i64) {
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn paths_of(user: &UserConfig) -> Vec<String> {
+        let errors = validate(user, &no_env).err().unwrap_or_default();
+        errors.into_iter().map(|e| e.path).collect()
+    }
+
     fn workers(setting: WorkersSetting) -> (Option<Workers>, Vec<ConfigError>) {
         let mut errors = Vec::new();
         let result = check_workers(&setting, &mut errors);
@@ -315,8 +390,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let checked = validate(&UserConfig::default());
-        assert!(checked.is_ok_and(|c| c.endpoints.is_empty() && c.workers == Workers::Auto));
+        let checked = validate(&UserConfig::default(), &no_env);
+        assert!(checked.is_ok_and(|c| c.endpoints.is_empty()
+            && c.workers == Workers::Auto
+            && c.allowed_origins.is_empty()));
     }
 
     #[test]
@@ -347,10 +424,8 @@ mod tests {
         user.load_balancer.algorithm = "fastest".to_string();
         user.upstream.health_check.interval = 0;
         user.logging.file = Some(String::new());
-        let errors = validate(&user).err().unwrap_or_default();
-        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
-            paths,
+            paths_of(&user),
             [
                 "server.port",
                 "server.host",
@@ -359,5 +434,41 @@ mod tests {
                 "logging.file"
             ]
         );
+    }
+
+    #[test]
+    fn session_bounds() {
+        let mut user = UserConfig::default();
+        user.sessions.ttl = MIN_SESSION_TTL_MS;
+        user.sessions.secret = Some("0123456789abcdef".to_string());
+        assert!(paths_of(&user).is_empty());
+        user.sessions.ttl = MAX_SESSION_TTL_MS;
+        assert!(paths_of(&user).is_empty());
+        user.sessions.ttl = MAX_SESSION_TTL_MS + 1;
+        user.sessions.secret = Some("0123456789abcde".to_string());
+        user.sessions.store = "memory".to_string();
+        assert_eq!(
+            paths_of(&user),
+            ["sessions.secret", "sessions.ttl", "sessions.store"]
+        );
+        user.sessions.ttl = MIN_SESSION_TTL_MS - 1;
+        user.sessions.secret = Some(String::new());
+        user.sessions.store = "none".to_string();
+        assert_eq!(paths_of(&user), ["sessions.secret", "sessions.ttl"]);
+    }
+
+    #[test]
+    fn origins_are_checked_one_by_one() {
+        let mut user = UserConfig::default();
+        user.security.allowed_origins = ["https://A.example/", "*", "https://a/x", "a.example"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            paths_of(&user),
+            ["security.allowedOrigins[2]", "security.allowedOrigins[3]"]
+        );
+        user.security.allowed_origins.truncate(2);
+        let checked = validate(&user, &no_env);
+        assert!(checked.is_ok_and(|c| c.allowed_origins == ["https://a.example", "*"]));
     }
 }

@@ -1,10 +1,12 @@
-//! Checks of `upstream.servers[]`: ids, weights, limits, transports, and the URL, which is
-//! parsed and resolved here (blocking DNS, once per host, on the loading thread).
+//! Checks of `upstream.servers[]`: ids, weights, limits, transports, extra headers (whose
+//! `${NAME}` references are expanded here, through the injected environment lookup), and the
+//! URL, which is parsed and resolved here (blocking DNS, once per host, on the loading thread).
 //!
 //! Must not: build runtime types; it returns an `Endpoint` per server for `convert.rs`.
 
 use std::collections::HashMap;
 
+use super::http;
 use super::{at_least, in_range, Endpoint, MAX_TIMEOUT_MS, TRANSPORTS};
 use crate::error::ConfigError;
 use crate::url::{self, Resolver, URL_SHAPE};
@@ -12,6 +14,7 @@ use crate::user::UpstreamServer;
 
 pub(super) fn check(
     servers: &[UpstreamServer],
+    env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Option<Endpoint>> {
     let mut first_use: HashMap<&str, usize> = HashMap::new();
@@ -50,7 +53,12 @@ pub(super) fn check(
             MAX_TIMEOUT_MS,
         );
         check_transport_keys(server, &base, errors);
-        endpoints.push(check_endpoint(server, &base, &mut resolver, errors));
+        let headers = check_headers(server, &base, env, errors);
+        let endpoint = check_endpoint(server, &base, &mut resolver, errors);
+        endpoints.push(endpoint.zip(headers).map(|(mut endpoint, headers)| {
+            endpoint.headers = headers;
+            endpoint
+        }));
     }
     endpoints
 }
@@ -105,12 +113,52 @@ fn check_endpoint(
         }
     };
     match resolver.resolve(&parsed.host, parsed.port) {
-        Ok(addr) => Some(Endpoint { url: parsed, addr }),
+        Ok(addr) => Some(Endpoint {
+            url: parsed,
+            addr,
+            headers: Vec::new(),
+        }),
         Err(message) => {
             errors.push(ConfigError::new(path, message));
             None
         }
     }
+}
+
+/// The extra headers with their references expanded, in the map's (sorted) order; `None`
+/// when any of them is wrong.
+fn check_headers(
+    server: &UpstreamServer,
+    base: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::with_capacity(server.headers.len());
+    let mut ok = true;
+    let mut first_use: HashMap<String, &str> = HashMap::new();
+    for (name, value) in &server.headers {
+        let path = format!("{base}.headers.{name}");
+        let mut problems = Vec::new();
+        if let Some(error) = http::check_header_name(&path, name) {
+            errors.push(error);
+            ok = false;
+        } else if let Some(first) = first_use.insert(name.to_ascii_lowercase(), name) {
+            problems.push(format!("duplicate header, also written as `{first}`"));
+        }
+        if http::breaks_header_line(value) {
+            problems.push("value must not contain CR, LF or NUL".to_string());
+        } else {
+            match http::expand_vars(value, env) {
+                Ok(expanded) => headers.push((name.clone(), expanded)),
+                Err(found) => problems.extend(found),
+            }
+        }
+        ok &= problems.is_empty();
+        for problem in problems {
+            errors.push(ConfigError::new(&path, problem));
+        }
+    }
+    ok.then_some(headers)
 }
 
 fn is_id_char(c: char) -> bool {

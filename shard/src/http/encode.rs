@@ -97,6 +97,21 @@ pub fn error_body(status: u16, message: &str, request_id: &[u8]) -> Vec<u8> {
     body
 }
 
+/// A JSON-RPC error object for MCP paths. The gateway does not read request bodies, so the
+/// request's JSON-RPC id is unknown here: `null`, as JSON-RPC allows.
+pub fn jsonrpc_error_body(code: i64, message: &str, status: u16, request_id: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(160 + message.len());
+    let _ = write!(
+        body,
+        "{{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{{\"code\":{code},\"message\":"
+    );
+    json_string(&mut body, message.as_bytes());
+    let _ = write!(body, ",\"data\":{{\"status\":{status},\"requestId\":");
+    json_string(&mut body, request_id);
+    body.extend_from_slice(b"}}}");
+    body
+}
+
 /// Writes `s` as a JSON string literal (non-UTF-8 and control bytes escaped).
 pub fn json_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');

@@ -1,0 +1,147 @@
+//! The MCP Streamable HTTP transport's header rules, as pure checks: protocol versions,
+//! `Accept`, and `Origin` (DNS-rebinding protection), plus the CORS answers.
+//!
+//! Owns: what is allowed. Must not: write responses or know about sockets.
+
+/// Every released revision of the transport the gateway passes through.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
+/// Headers a browser client may send on MCP requests (CORS preflight answer).
+pub const CORS_ALLOW_HEADERS: &str = "Content-Type, Accept, Authorization, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
+pub const CORS_ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+pub const CORS_EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version";
+
+pub fn protocol_version_supported(value: &[u8]) -> bool {
+    let value = crate::http::trim_ascii(value);
+    SUPPORTED_PROTOCOL_VERSIONS
+        .iter()
+        .any(|v| v.as_bytes() == value)
+}
+
+/// `Accept` for MCP: a POST must be able to take JSON or an event stream, a GET an event
+/// stream. A missing `Accept` means anything (RFC 9110), so lenient clients still work.
+pub fn accept_ok(method: &str, accept: Option<&[u8]>) -> bool {
+    let Some(accept) = accept else {
+        return true;
+    };
+    let accepts = |wanted: &str| {
+        accept.split(|b| *b == b',').any(|item| {
+            let media = item
+                .split(|b| *b == b';')
+                .next()
+                .map(crate::http::trim_ascii)
+                .unwrap_or(b"");
+            media.eq_ignore_ascii_case(wanted.as_bytes())
+                || media == b"*/*"
+                || (media.ends_with(b"/*")
+                    && wanted.as_bytes().starts_with(&media[..media.len() - 1]))
+        })
+    };
+    match method {
+        "GET" => accepts("text/event-stream"),
+        "POST" => accepts("application/json") || accepts("text/event-stream"),
+        _ => true,
+    }
+}
+
+/// Which browser origins may call MCP endpoints.
+#[derive(Debug, Clone)]
+pub enum OriginPolicy {
+    /// No list configured and a non-loopback listener.
+    AllowAll,
+    /// No list configured on a loopback listener: only local pages (DNS-rebinding defence).
+    LoopbackOnly,
+    /// `security.allowedOrigins` (lowercase `scheme://host[:port]`, or `*`).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    pub fn new(allowed: &[String], listener_is_loopback: bool) -> OriginPolicy {
+        if !allowed.is_empty() {
+            OriginPolicy::List(allowed.to_vec())
+        } else if listener_is_loopback {
+            OriginPolicy::LoopbackOnly
+        } else {
+            OriginPolicy::AllowAll
+        }
+    }
+
+    /// Whether a request carrying this `Origin` may proceed (no `Origin`: not a browser).
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        let origin = crate::http::trim_ascii(origin);
+        match self {
+            OriginPolicy::AllowAll => true,
+            OriginPolicy::List(list) => list.iter().any(|o| {
+                o == "*"
+                    || o.as_bytes()
+                        .eq_ignore_ascii_case(origin.strip_suffix(b"/").unwrap_or(origin))
+            }),
+            OriginPolicy::LoopbackOnly => is_loopback_origin(origin),
+        }
+    }
+}
+
+fn is_loopback_origin(origin: &[u8]) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        rest.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "::1" || host.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(protocol_version_supported(b"2025-06-18"));
+        assert!(protocol_version_supported(b" 2026-07-28 "));
+        assert!(!protocol_version_supported(b"2099-01-01"));
+        assert!(!protocol_version_supported(b""));
+    }
+
+    #[test]
+    fn accept() {
+        assert!(accept_ok("POST", None));
+        assert!(accept_ok(
+            "POST",
+            Some(b"application/json, text/event-stream")
+        ));
+        assert!(accept_ok("POST", Some(b"*/*")));
+        assert!(accept_ok("GET", Some(b"text/*;q=0.5")));
+        assert!(!accept_ok("POST", Some(b"text/html")));
+        assert!(!accept_ok("GET", Some(b"application/json")));
+    }
+
+    #[test]
+    fn origins() {
+        let local = OriginPolicy::new(&[], true);
+        assert!(local.allows(b"http://localhost:3000"));
+        assert!(local.allows(b"http://127.0.0.1"));
+        assert!(local.allows(b"http://[::1]:8080"));
+        assert!(!local.allows(b"http://evil.example"));
+        assert!(!local.allows(b"http://localhost.evil.example"));
+        assert!(!local.allows(b"null"));
+        let list = OriginPolicy::new(&["https://app.example".into()], false);
+        assert!(list.allows(b"https://APP.example"));
+        assert!(!list.allows(b"https://other.example"));
+        assert!(OriginPolicy::new(&[], false).allows(b"https://anything.example"));
+    }
+}

@@ -1,0 +1,9 @@
+//! MCP-specific rules on top of the HTTP proxy: stateless session affinity tokens and the
+//! header checks of the MCP Streamable HTTP transport.
+//!
+//! Owns: pure logic (no sockets). The pipeline calls it while it prepares a request and
+//! while it rewrites a response head.
+
+pub mod headers;
+pub mod route;
+pub mod session;

@@ -1,0 +1,103 @@
+//! Choosing the upstream of an MCP request (`/mcp/{server or group}`), from headers alone:
+//! browser origin, protocol version and `Accept` checks, then the replica named by the
+//! session token, or a healthy replica for a request that starts a session.
+//!
+//! Owns: the MCP admission rules. Must not: read bodies, write bytes, or do I/O.
+
+use super::headers::{accept_ok, protocol_version_supported};
+use crate::error::GatewayError;
+use crate::http::request::RequestHead;
+use crate::router::Target;
+use crate::state::Shard;
+
+/// What the response side needs to finish an MCP exchange.
+#[derive(Debug, Clone)]
+pub struct McpReply {
+    /// The replica's identity, sealed into any `Mcp-Session-Id` it returns.
+    pub replica: u64,
+    /// An allowed browser `Origin`, echoed in CORS headers.
+    pub origin: Option<Vec<u8>>,
+}
+
+pub enum McpPlan {
+    /// A CORS preflight from an allowed origin: answered by the gateway.
+    Preflight { origin: Vec<u8> },
+    Forward {
+        upstream: usize,
+        /// The upstream's own session id, restored from the client's token.
+        session: Option<Vec<u8>>,
+        reply: McpReply,
+    },
+}
+
+pub fn header<'b>(head: &RequestHead<'_, 'b>, name: &str) -> Option<&'b [u8]> {
+    head.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+pub fn plan(
+    head: &RequestHead<'_, '_>,
+    shard: &Shard,
+    target: Target,
+) -> Result<McpPlan, GatewayError> {
+    let origin = header(head, "origin");
+    if let Some(o) = origin {
+        if !shard.origins.allows(o) {
+            return Err(GatewayError::Forbidden("origin not allowed"));
+        }
+    }
+    if head.method == "OPTIONS" {
+        if let Some(o) = origin {
+            return Ok(McpPlan::Preflight { origin: o.to_vec() });
+        }
+    }
+    if let Some(v) = header(head, "mcp-protocol-version") {
+        if !protocol_version_supported(v) {
+            return Err(GatewayError::UnsupportedProtocolVersion);
+        }
+    }
+    if !accept_ok(head.method, header(head, "accept")) {
+        return Err(GatewayError::NotAcceptable);
+    }
+    let (upstream, session) = match header(head, "mcp-session-id") {
+        Some(token) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let opened = shard
+                .sessions
+                .borrow()
+                .open(token, now)
+                .map_err(GatewayError::SessionNotFound)?;
+            // The replica must still be configured, serve this target, and be up.
+            let upstream = shard
+                .routes
+                .replica(opened.replica)
+                .filter(|i| shard.routes.serves(target, *i) && shard.is_healthy(*i))
+                .ok_or(GatewayError::SessionNotFound(
+                    crate::mcp::session::TokenError::Gone,
+                ))?;
+            (upstream, Some(opened.upstream_session))
+        }
+        None => {
+            let upstream = match target {
+                Target::Server(i) if shard.is_healthy(i) => i,
+                Target::Server(_) => return Err(GatewayError::NoHealthyUpstream),
+                Target::Group(g) => shard
+                    .pick_in_group(g)
+                    .ok_or(GatewayError::NoHealthyUpstream)?,
+            };
+            (upstream, None)
+        }
+    };
+    Ok(McpPlan::Forward {
+        upstream,
+        session,
+        reply: McpReply {
+            replica: shard.routes.replica_ids[upstream],
+            origin: origin.map(<[u8]>::to_vec),
+        },
+    })
+}

@@ -1,0 +1,248 @@
+//! Stateless session affinity: the `Mcp-Session-Id` a client sees is a token that carries,
+//! authenticated and encrypted (ChaCha20-Poly1305), which replica issued the session and the
+//! upstream's own session id. Any shard of any gateway process holding the same secret can
+//! open it: no shared store.
+//!
+//! Token: base64url(nonce[12] || seal(version[1] || expires[4] || replica[8] || session)).
+//! The key is derived once from `sessions.secret` with HKDF-SHA256. Nonces are a per-codec
+//! random prefix plus a counter, so they never repeat within a codec, and two codecs (shards,
+//! processes) collide only if their 64-bit random prefixes do.
+//!
+//! Owns: sealing and opening tokens. Must not: do I/O, or decide HTTP statuses.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const HEADER_LEN: usize = 1 + 4 + 8;
+/// Binds tokens to their purpose: a token sealed for anything else will not open.
+const AAD: &[u8] = b"mcp-gateway session v1";
+/// Upstream session ids longer than this are refused (tokens stay well under 200 bytes
+/// for ids up to 100 bytes; ids are usually UUIDs, 36 bytes).
+pub const MAX_UPSTREAM_SESSION: usize = 256;
+
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("session token is not valid base64url or too short")]
+    Malformed,
+    #[error("session token failed authentication (forged, truncated or another secret)")]
+    Forged,
+    #[error("session token expired")]
+    Expired,
+    #[error("upstream session id too long to carry")]
+    TooLong,
+    #[error("the session's replica is no longer configured or is down")]
+    Gone,
+}
+
+/// What an opened token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub replica: u64,
+    pub upstream_session: Vec<u8>,
+    pub expires_unix: u32,
+}
+
+/// A replica's identity inside tokens: stable across processes (derived from its id), so
+/// config order does not matter.
+pub fn replica_id(upstream_id: &str) -> u64 {
+    let digest = Sha256::digest(upstream_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Seals and opens tokens; one per shard.
+#[derive(Clone)]
+pub struct SessionCodec {
+    cipher: ChaCha20Poly1305,
+    ttl_secs: u32,
+    nonce_prefix: [u8; 8],
+    counter: u32,
+}
+
+impl SessionCodec {
+    /// Derives the key from the secret (HKDF-SHA256) once.
+    pub fn new(secret: &[u8], ttl_secs: u32) -> SessionCodec {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"mcp-gateway sessions"), secret);
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
+        let _ = hk.expand(b"session-token-key v1", &mut key);
+        let mut codec = SessionCodec {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            ttl_secs: ttl_secs.max(1),
+            nonce_prefix: [0; 8],
+            counter: 0,
+        };
+        codec.reseed();
+        codec
+    }
+
+    fn reseed(&mut self) {
+        if getrandom::getrandom(&mut self.nonce_prefix).is_err() {
+            // No OS randomness: mix time and address so prefixes still differ per codec.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let here = self as *const SessionCodec as u64;
+            self.nonce_prefix =
+                (t ^ here.rotate_left(32) ^ u64::from(std::process::id())).to_be_bytes();
+        }
+        self.counter = 0;
+    }
+
+    fn next_nonce(&mut self) -> [u8; NONCE_LEN] {
+        if self.counter == u32::MAX {
+            self.reseed();
+        }
+        self.counter += 1;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&self.nonce_prefix);
+        nonce[8..].copy_from_slice(&self.counter.to_be_bytes());
+        nonce
+    }
+
+    /// The token for a session `replica` issued, valid for the TTL from `now_unix`.
+    pub fn seal(
+        &mut self,
+        replica: u64,
+        upstream_session: &[u8],
+        now_unix: u64,
+    ) -> Result<String, TokenError> {
+        if upstream_session.len() > MAX_UPSTREAM_SESSION {
+            return Err(TokenError::TooLong);
+        }
+        let expires =
+            u32::try_from(now_unix.saturating_add(u64::from(self.ttl_secs))).unwrap_or(u32::MAX);
+        let mut plain = Vec::with_capacity(HEADER_LEN + upstream_session.len());
+        plain.push(VERSION);
+        plain.extend_from_slice(&expires.to_be_bytes());
+        plain.extend_from_slice(&replica.to_be_bytes());
+        plain.extend_from_slice(upstream_session);
+        let nonce = self.next_nonce();
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| TokenError::TooLong)?;
+        let mut raw = Vec::with_capacity(NONCE_LEN + sealed.len());
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&sealed);
+        Ok(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// Opens a token a client sent back.
+    pub fn open(&self, token: &[u8], now_unix: u64) -> Result<Opened, TokenError> {
+        let max_len = (NONCE_LEN + HEADER_LEN + MAX_UPSTREAM_SESSION + TAG_LEN) * 4 / 3 + 4;
+        if token.len() > max_len {
+            return Err(TokenError::Malformed);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| TokenError::Malformed)?;
+        if raw.len() < NONCE_LEN + HEADER_LEN + TAG_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| TokenError::Forged)?;
+        if plain.len() < HEADER_LEN || plain[0] != VERSION {
+            return Err(TokenError::Forged);
+        }
+        let mut expires = [0u8; 4];
+        expires.copy_from_slice(&plain[1..5]);
+        let expires_unix = u32::from_be_bytes(expires);
+        if u64::from(expires_unix) < now_unix {
+            return Err(TokenError::Expired);
+        }
+        let mut replica = [0u8; 8];
+        replica.copy_from_slice(&plain[5..13]);
+        Ok(Opened {
+            replica: u64::from_be_bytes(replica),
+            upstream_session: plain[HEADER_LEN..].to_vec(),
+            expires_unix,
+        })
+    }
+}
+
+/// A random secret for a gateway started without `sessions.secret`.
+pub fn generated_secret() -> Vec<u8> {
+    let mut secret = vec![0u8; 32];
+    if getrandom::getrandom(&mut secret).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        secret = Sha256::digest(format!("{t}-{}", std::process::id())).to_vec();
+    }
+    secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn round_trip_across_codecs_with_the_same_secret() {
+        let mut a = SessionCodec::new(b"0123456789abcdef-shared", 3600);
+        let b = SessionCodec::new(b"0123456789abcdef-shared", 3600);
+        let replica = replica_id("mcp-server-2");
+        let token = a
+            .seal(replica, b"8f6c1d6e-0b7a-4c55-9a3e-2d1f0c9b8a77", NOW)
+            .unwrap();
+        assert!(token.len() < 200, "token is {} bytes", token.len());
+        let opened = b.open(token.as_bytes(), NOW + 10).unwrap();
+        assert_eq!(opened.replica, replica);
+        assert_eq!(
+            opened.upstream_session,
+            b"8f6c1d6e-0b7a-4c55-9a3e-2d1f0c9b8a77"
+        );
+    }
+
+    #[test]
+    fn forged_truncated_expired_and_foreign_tokens_fail() {
+        let mut a = SessionCodec::new(b"0123456789abcdef-one", 60);
+        let other = SessionCodec::new(b"0123456789abcdef-two", 60);
+        let token = a.seal(7, b"abc", NOW).unwrap();
+        assert_eq!(other.open(token.as_bytes(), NOW), Err(TokenError::Forged));
+        assert_eq!(
+            a.open(&token.as_bytes()[..token.len() - 3], NOW),
+            Err(TokenError::Forged)
+        );
+        let mut flipped = token.clone().into_bytes();
+        flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+        assert_eq!(a.open(&flipped, NOW), Err(TokenError::Forged));
+        assert_eq!(a.open(token.as_bytes(), NOW + 61), Err(TokenError::Expired));
+        assert_eq!(a.open(b"not a token!", NOW), Err(TokenError::Malformed));
+        assert_eq!(a.open(b"", NOW), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn nonces_never_repeat_within_a_codec() {
+        let mut a = SessionCodec::new(b"0123456789abcdef", 60);
+        let t1 = a.seal(1, b"same", NOW).unwrap();
+        let t2 = a.seal(1, b"same", NOW).unwrap();
+        assert_ne!(t1, t2);
+        assert_ne!(replica_id("a"), replica_id("b"));
+    }
+}
