@@ -39,6 +39,7 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             weight: to_u32(server.weight),
             max_connections: to_usize(server.max_connections),
             timeout: millis(server.timeout),
+            max_timeout: millis(server.max_timeout),
             group: server.group.clone(),
             tags: server.tags.clone(),
             transport: Transport::StreamableHttp,
@@ -53,6 +54,7 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             port: to_u16(server.port),
             https_port: to_u16(server.https_port),
             workers: checked.workers,
+            sse_keep_alive: (server.sse_keep_alive > 0).then(|| millis(server.sse_keep_alive)),
             limits: Limits {
                 max_header_bytes: to_usize(server.limits.max_header_bytes),
                 max_body_bytes: u64::try_from(server.limits.max_body_bytes).unwrap_or(0),

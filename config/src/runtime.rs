@@ -31,6 +31,9 @@ pub struct Server {
     pub https_port: u16,
     /// `server.workers` / `CLUSTER_WORKERS`.
     pub workers: Workers,
+    /// `server.sseKeepAlive` ms (default 15000, 0: off): silence on an event stream after
+    /// which the gateway sends a `: keep-alive` comment.
+    pub sse_keep_alive: Option<Duration>,
     pub limits: Limits,
 }
 
@@ -73,8 +76,11 @@ pub struct Upstream {
     pub weight: u32,
     /// For the whole process; each shard gets `ceil(max_connections / shards)`.
     pub max_connections: usize,
-    /// `timeout` ms (default 30000): connect + waiting for the response head.
+    /// `timeout` ms (default 30000): connect + waiting for the response head; on a streamed
+    /// POST response, also the longest silence, reset by each progress notification.
     pub timeout: Duration,
+    /// `maxTimeout` ms (default 600000): the cap on a streamed POST response.
+    pub max_timeout: Duration,
     pub group: Option<String>,
     pub tags: Vec<String>,
     pub transport: Transport,

@@ -19,5 +19,6 @@ pub mod relay;
 pub mod router;
 pub mod runtime;
 pub mod state;
+pub mod stream;
 pub mod upstream;
 pub mod worker;

@@ -73,6 +73,25 @@ impl BodyLeft {
         Ok((consumed, len))
     }
 
+    /// Like [`take`](Self::take), also showing `payload` each run of payload bytes (for a
+    /// chunked body, the chunk data without framing).
+    pub fn take_observed(
+        &mut self,
+        bytes: &[u8],
+        mut payload: impl FnMut(&[u8]),
+    ) -> Result<usize, RelayError> {
+        match self {
+            BodyLeft::Chunked(t) => t
+                .feed_payload(bytes, |r| payload(&bytes[r]))
+                .map_err(|_| RelayError::Framing),
+            _ => {
+                let n = self.take(bytes)?;
+                payload(&bytes[..n]);
+                Ok(n)
+            }
+        }
+    }
+
     /// Payload bytes of a chunked body seen so far (lengths of other bodies are checked
     /// from their head, before any byte is forwarded).
     pub fn chunked_payload(&self) -> u64 {

@@ -15,6 +15,7 @@ use crate::mcp::route::McpReply;
 use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
 use crate::relay::{self, read_append, BodyLeft, RelayError};
 use crate::state::{Shard, BUFFER_SIZE};
+use crate::stream::{self, StreamLimits};
 use mcp_gateway_config::Upstream;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -29,8 +30,12 @@ pub struct Exchange<'a> {
     pub shard: &'a Rc<Shard>,
     pub index: usize,
     pub upstream: &'a Upstream,
+    /// When the request started.
+    pub started: Instant,
     /// Connect, send and the response head must all happen before this.
     pub deadline: Instant,
+    /// A POST: a streamed response to it is a tool call, timed by progress.
+    pub is_post: bool,
     pub is_head: bool,
     pub client_keep_alive: bool,
     /// An HTTP/1.1 client. An HTTP/1.0 exchange is not pooled (the upstream closes it),
@@ -272,22 +277,29 @@ impl Exchange<'_> {
             return Err(Attempt::Fatal(Failure::ClientGone));
         }
         if !resp_left.is_done() {
-            let idle = if event_stream {
-                None
+            let relayed = if event_stream {
+                let limits = StreamLimits {
+                    keep_alive: self.shard.config.server.sse_keep_alive,
+                    progress_timeout: self.is_post.then_some(self.upstream.timeout),
+                    hard_deadline: self
+                        .is_post
+                        .then(|| self.started + self.upstream.max_timeout),
+                };
+                stream::relay_events(up, conn, ubuf, &mut resp_left, unchunk, &limits).await
             } else {
-                Some(self.upstream.timeout)
+                let idle = Some(self.upstream.timeout);
+                relay::relay(
+                    up,
+                    &mut conn.stream,
+                    ubuf,
+                    &mut resp_left,
+                    idle,
+                    u64::MAX,
+                    unchunk,
+                )
+                .await
             };
-            match relay::relay(
-                up,
-                &mut conn.stream,
-                ubuf,
-                &mut resp_left,
-                idle,
-                u64::MAX,
-                unchunk,
-            )
-            .await
-            {
+            match relayed {
                 Ok(r) => {
                     bytes_out += r.bytes;
                     extra = r.leftover;
@@ -470,6 +482,15 @@ fn write_client_head(
             continue;
         }
         crate::http::encode::header(out, h.name, h.value);
+    }
+    if head.event_stream
+        && !head
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("x-accel-buffering"))
+    {
+        // Tell buffering proxies in front of us (nginx) to pass events as they come.
+        out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
     }
     if let Some(origin) = rw.cors_origin {
         crate::http::encode::header(out, "Access-Control-Allow-Origin", origin);

@@ -56,6 +56,9 @@ pub struct ServerSection {
     pub max_connections: i64,
     /// `KEEP_ALIVE_TIMEOUT`, milliseconds.
     pub keep_alive_timeout: i64,
+    /// Milliseconds of silence on an event stream before the gateway sends a `: keep-alive`
+    /// comment; 0 turns it off.
+    pub sse_keep_alive: i64,
     pub limits: LimitsSection,
 }
 
@@ -69,6 +72,7 @@ impl Default for ServerSection {
             workers: WorkersSetting::default(),
             max_connections: 10_000,
             keep_alive_timeout: 65_000,
+            sse_keep_alive: 15_000,
             limits: LimitsSection::default(),
         }
     }

@@ -27,6 +27,9 @@ pub struct UpstreamServer {
     pub max_connections: i64,
     /// Milliseconds.
     pub timeout: i64,
+    /// Milliseconds: the cap on a streamed response whose `timeout` progress notifications
+    /// keep resetting.
+    pub max_timeout: i64,
     pub group: Option<String>,
     pub tags: Vec<String>,
     /// "streamable-http" (default), "sse" or "stdio".
@@ -54,6 +57,7 @@ impl Default for UpstreamServer {
             weight: 1,
             max_connections: 100,
             timeout: 30_000,
+            max_timeout: 600_000,
             group: None,
             tags: Vec::new(),
             transport: "streamable-http".to_string(),

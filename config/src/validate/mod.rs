@@ -128,6 +128,13 @@ fn check_server(user: &UserConfig, errors: &mut Vec<ConfigError>) -> Option<IpAd
         1,
         MAX_TIMEOUT_MS,
     );
+    in_range(
+        errors,
+        "server.sseKeepAlive",
+        server.sse_keep_alive,
+        0,
+        MAX_TIMEOUT_MS,
+    );
     let limits = &server.limits;
     in_range(
         errors,

@@ -52,6 +52,13 @@ pub(super) fn check(
             1,
             MAX_TIMEOUT_MS,
         );
+        in_range(
+            errors,
+            &format!("{base}.maxTimeout"),
+            server.max_timeout,
+            server.timeout.max(1),
+            MAX_TIMEOUT_MS,
+        );
         check_transport_keys(server, &base, errors);
         let headers = check_headers(server, &base, env, errors);
         let endpoint = check_endpoint(server, &base, &mut resolver, errors);

@@ -62,6 +62,11 @@ impl ChunkedTracker {
         self.state == State::Done
     }
 
+    /// Between two chunks (where a whole chunk may be inserted).
+    pub fn between_chunks(&self) -> bool {
+        self.state == State::Size && self.digits == 0
+    }
+
     /// Payload bytes (chunk data, without framing) seen so far.
     pub fn payload_bytes(&self) -> u64 {
         self.payload

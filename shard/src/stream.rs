@@ -1,0 +1,200 @@
+//! Relaying a `text/event-stream` response body (MCP's SSE streams).
+//!
+//! Events pass as they arrive. Silence is filled with `: keep-alive` comments, written only
+//! between events (and between chunks), so intermediaries do not cut idle streams. A client
+//! that goes away is noticed at once (its socket turns readable at EOF) and the upstream
+//! connection is dropped, which closes it: the upstream sees the cancellation. A streamed
+//! POST response (a long tool call) ends with 504-like failure after `timeout` of silence
+//! between progress notifications, and at `maxTimeout` in any case.
+//!
+//! Owns: the event-stream copy loop. Must not: parse events beyond finding their ends and
+//! spotting progress notifications.
+
+use crate::connection::Conn;
+use crate::relay::{read_append, write_all, BodyLeft, RelayError, Relayed};
+use monoio::buf::IoBuf;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+use std::time::Duration;
+
+const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+/// The same comment as one chunk, for clients receiving chunked framing.
+const KEEP_ALIVE_CHUNK: &[u8] = b"e\r\n: keep-alive\n\n\r\n";
+const PROGRESS: &[u8] = b"notifications/progress";
+const READ_SIZE: usize = 8 * 1024;
+
+pub struct StreamLimits {
+    /// Write a keep-alive comment after this much silence.
+    pub keep_alive: Option<Duration>,
+    /// A streamed POST response: the longest silence between progress notifications.
+    pub progress_timeout: Option<Duration>,
+    /// A streamed POST response: the end, whatever progress says.
+    pub hard_deadline: Option<Instant>,
+}
+
+enum Woke {
+    Upstream,
+    Client,
+    Timer,
+}
+
+/// Copies the rest of an event-stream body from `up` to the client of `conn`.
+pub async fn relay_events(
+    up: &mut TcpStream,
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    left: &mut BodyLeft,
+    unchunk: bool,
+    limits: &StreamLimits,
+) -> Result<Relayed, RelayError> {
+    let chunked_to_client = matches!(left, BodyLeft::Chunked(_)) && !unchunk;
+    let can_comment = matches!(left, BodyLeft::Chunked(_) | BodyLeft::UntilClose);
+    // The last two payload bytes sent; "\n\n" means an event just ended.
+    let mut tail = *b"\n\n";
+    let mut last_write = Instant::now();
+    let mut progress_deadline = limits.progress_timeout.map(|t| Instant::now() + t);
+    let mut watch_client = true;
+    let mut copied = 0u64;
+    while !left.is_done() {
+        let keep_alive_at = limits
+            .keep_alive
+            .filter(|_| can_comment)
+            .map(|k| last_write + k);
+        let wake_at = [keep_alive_at, progress_deadline, limits.hard_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        let woke = {
+            let upstream_ready = up.readable(false);
+            let client_ready = async {
+                if watch_client {
+                    conn.stream.readable(false).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            let timer = async {
+                match wake_at {
+                    Some(at) => monoio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            monoio::select! {
+                _ = upstream_ready => Woke::Upstream,
+                _ = client_ready => Woke::Client,
+                _ = timer => Woke::Timer,
+            }
+        };
+        match woke {
+            Woke::Client => {
+                // EOF (or an error) from the client: it is gone. Bytes are a pipelined request:
+                // keep them for later and stop watching.
+                match read_append(&mut conn.stream, &mut conn.rbuf, 1024).await {
+                    Ok(n) if n > 0 => watch_client = false,
+                    _ => {
+                        return Err(RelayError::Write(
+                            std::io::ErrorKind::ConnectionAborted.into(),
+                        ))
+                    }
+                }
+            }
+            Woke::Timer => {
+                let now = Instant::now();
+                if limits.hard_deadline.is_some_and(|d| now >= d)
+                    || progress_deadline.is_some_and(|d| now >= d)
+                {
+                    return Err(RelayError::Timeout);
+                }
+                let at_boundary = tail == *b"\n\n"
+                    && match left {
+                        BodyLeft::Chunked(t) => unchunk || t.between_chunks(),
+                        _ => true,
+                    };
+                if at_boundary {
+                    let comment = if chunked_to_client {
+                        KEEP_ALIVE_CHUNK
+                    } else {
+                        KEEP_ALIVE_COMMENT
+                    };
+                    let mut out = comment.to_vec();
+                    write_all(&mut conn.stream, &mut out)
+                        .await
+                        .map_err(RelayError::Write)?;
+                }
+                last_write = now;
+            }
+            Woke::Upstream => {
+                let mut chunk = std::mem::take(buf);
+                chunk.clear();
+                if chunk.capacity() < READ_SIZE {
+                    chunk.reserve(READ_SIZE);
+                }
+                let (res, chunk) = up.read(chunk).await;
+                *buf = chunk;
+                let n = res.map_err(RelayError::Read)?;
+                if n == 0 {
+                    if matches!(left, BodyLeft::UntilClose) {
+                        break;
+                    }
+                    return Err(RelayError::Read(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                let mut saw_progress = false;
+                let mut note = |payload: &[u8]| {
+                    if payload.len() >= 2 {
+                        tail.copy_from_slice(&payload[payload.len() - 2..]);
+                    } else if let Some(&b) = payload.first() {
+                        tail = [tail[1], b];
+                    }
+                    saw_progress |= payload.windows(PROGRESS.len()).any(|w| w == PROGRESS);
+                };
+                let (body, send) = if unchunk {
+                    let (body, send) = left.take_unchunked(&mut buf[..n])?;
+                    note(&buf[..send]);
+                    (body, send)
+                } else {
+                    let body = left.take_observed(&buf[..n], &mut note)?;
+                    (body, body)
+                };
+                if saw_progress {
+                    progress_deadline = limits.progress_timeout.map(|t| Instant::now() + t);
+                }
+                if send > 0 {
+                    let out = std::mem::take(buf);
+                    let (res, out) = conn.stream.write_all(out.slice(0..send)).await;
+                    *buf = out.into_inner();
+                    res.map_err(RelayError::Write)?;
+                    copied += send as u64;
+                    last_write = Instant::now();
+                }
+                if body < n {
+                    buf.copy_within(body..n, 0);
+                    buf.truncate(n - body);
+                    return Ok(Relayed {
+                        bytes: copied,
+                        leftover: n - body,
+                    });
+                }
+            }
+        }
+    }
+    buf.clear();
+    Ok(Relayed {
+        bytes: copied,
+        leftover: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keep_alive_chunk_is_well_framed() {
+        let mut t = crate::http::chunked::ChunkedTracker::new();
+        assert_eq!(
+            t.feed(super::KEEP_ALIVE_CHUNK),
+            Ok(super::KEEP_ALIVE_CHUNK.len())
+        );
+        assert!(t.between_chunks());
+        assert_eq!(t.payload_bytes(), super::KEEP_ALIVE_COMMENT.len() as u64);
+    }
+}
