@@ -35,6 +35,9 @@ WRK_TIMEOUT_10K=${WRK_TIMEOUT_10K:-10s}
 # upstream connections and run out of descriptors. mcp-gateway and HAProxy queue requests at
 # the cap; nginx (open source) cannot queue at a cap, so it keeps no cap.
 SERVER_MAXCONN=${SERVER_MAXCONN:-8}
+# The gateway's MCP-path runs all go to this one server (in a group of its own, so it stays
+# out of the default round-robin), uncapped so that no request queues for a connection.
+MCP_BENCH_ID=mcp-bench
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 WRK_TIMEOUT=${WRK_TIMEOUT:-}
@@ -72,8 +75,8 @@ for p in "${SELECTED[@]}"; do
     esac
 done
 selected() {
-    local p
-    for p in "${SELECTED[@]}"; do [[ $p == "$1" ]] && return 0; done
+    local p want=${1%%_*}
+    for p in "${SELECTED[@]}"; do [[ $p == "$want" ]] && return 0; done
     return 1
 }
 
@@ -93,7 +96,8 @@ GATEWAY_WEBSOCKET_PORT=18182
 NGINX_PORT=18083
 HAPROXY_PORT=18084
 
-declare -A LABEL=([floor]="static floor" [gateway]="mcp-gateway" [nginx]="nginx" [haproxy]="HAProxy")
+declare -A LABEL=([floor]="static floor" [gateway]="mcp-gateway" [nginx]="nginx" [haproxy]="HAProxy"
+    [gateway_mcp]="mcp-gateway, /mcp/{id}" [gateway_session]="mcp-gateway, /mcp/{id} + session")
 declare -A PORT=([floor]=$FLOOR_PORT [gateway]=$GATEWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -284,6 +288,9 @@ for ((i = 1; i <= FLEET_N; i++)); do
     printf '    server mcp-server-%d 127.0.0.1:%d maxconn %d\n' "$i" "$port" "$SERVER_MAXCONN" >>"$WORK/haproxy/servers"
 done
 
+printf '      ,{ "id": "%s", "url": "http://127.0.0.1:%d/mcp", "maxConnections": 1000, "group": "bench" }\n' \
+    "$MCP_BENCH_ID" "$FLEET_BASE" >>"$WORK/gateway/servers"
+
 render "$BENCH/gateway.jsonc.tmpl" "$WORK/gateway/config.jsonc" "$WORK/gateway/servers" \
     PORT="$GATEWAY_PORT" DASHBOARD_PORT="$GATEWAY_DASHBOARD_PORT" WEBSOCKET_PORT="$GATEWAY_WEBSOCKET_PORT"
 USER_LINE="# (not root: nginx keeps the current user)"
@@ -402,7 +409,7 @@ HAVE_SS=0
 command -v ss >/dev/null && HAVE_SS=1
 
 bench_proxy() {
-    local name=$1 port=${PORT[$1]} pids t0 t1 rss parsed w
+    local name=$1 port=${PORT[$1]}
     log "${LABEL[$name]}: starting on 127.0.0.1:$port, CPU $PROXY_CPU"
     if ! start_proxy "$name"; then
         R_ERR[$name]="⚠ failed to start (see above)"
@@ -413,6 +420,45 @@ bench_proxy() {
     fi
     log "${LABEL[$name]}: warm-up ${WARMUP}s, -c$CONNS"
     run_wrk "$CONNS" "$WARMUP" "$port" "$WORK/wrk/$name-warmup.txt"
+    measure "$name" "$port"
+    if [[ $name == gateway ]] && alive "$PROXY_PID"; then
+        bench_mcp_paths "$port"
+    fi
+    if ! alive "$PROXY_PID"; then
+        R_ERR[$name]="${R_ERR[$name]} ⚠ exited during the run"
+        R_BAD[$name]=1
+        log "${LABEL[$name]} exited during the run; last lines of $PROXY_LOG:"
+        tail -n 30 "$PROXY_LOG" >&2 || true
+    elif [[ $SKIP_10K -eq 0 && $name != floor ]]; then
+        bench_10k "$name"
+    fi
+    log "${LABEL[$name]}: stopping"
+    stop_pid "$PROXY_PID"
+    forget_pid "$PROXY_PID"
+    PROXY_PID=
+}
+
+# The MCP path of the running gateway: tools/call to one server through /mcp/{id}, without
+# and with a session token (from an initialize through the gateway), to show what session
+# affinity costs per request against the plain proxy path above.
+bench_mcp_paths() {
+    local port=$1 token
+    token=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/mcp/$MCP_BENCH_ID" \
+        -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+        -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
+        tr -d '\r' | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}')
+    if [[ -z $token ]]; then
+        R_ERR[gateway_session]="⚠ no session token from initialize"
+        R_BAD[gateway_session]=1
+    fi
+    MCP_PATH="/mcp/$MCP_BENCH_ID" measure gateway_mcp "$port"
+    [[ -n $token ]] && MCP_PATH="/mcp/$MCP_BENCH_ID" MCP_SESSION=$token measure gateway_session "$port"
+    return 0
+}
+
+# measure KEY PORT: one measured wrk run against the running proxy, into the R_* tables.
+measure() {
+    local name=$1 port=$2 pids t0 t1 rss parsed w
     mapfile -t pids < <(proc_tree "$PROXY_PID")
     log "${LABEL[$name]}: measuring ${DURATION}s, -c$CONNS (pids ${pids[*]})"
     t0=$(cpu_ticks "${pids[@]}")
@@ -445,18 +491,6 @@ bench_proxy() {
             R_ERR[$name]="0"
         fi
     fi
-    if ! alive "$PROXY_PID"; then
-        R_ERR[$name]="${R_ERR[$name]} ⚠ exited during the run"
-        R_BAD[$name]=1
-        log "${LABEL[$name]} exited during the run; last lines of $PROXY_LOG:"
-        tail -n 30 "$PROXY_LOG" >&2 || true
-    elif [[ $SKIP_10K -eq 0 && $name != floor ]]; then
-        bench_10k "$name"
-    fi
-    log "${LABEL[$name]}: stopping"
-    stop_pid "$PROXY_PID"
-    forget_pid "$PROXY_PID"
-    PROXY_PID=
 }
 
 # 5. CONNS_10K concurrent keep-alive clients through the running proxy.
@@ -533,7 +567,7 @@ report() {
     echo
     echo "| proxy | rps | p50 | p99 | CPU µs/req | RSS MiB | errors |"
     echo "|---|---:|---:|---:|---:|---:|---|"
-    for name in floor gateway nginx haproxy; do
+    for name in floor gateway gateway_mcp gateway_session nginx haproxy; do
         selected "$name" || continue
         if [[ -z ${R_RPS[$name]:-} ]]; then
             echo "| ${LABEL[$name]} | - | - | - | - | - | ${R_ERR[$name]:-not run} |"
@@ -554,6 +588,9 @@ report() {
             calc "ok = (${R_RSS[gateway]} < 64) ? \"PASS\" : \"FAIL\"; printf \"- RSS with $FLEET_N upstreams: %s MiB (target < 64 MiB) %s\n\", \"${R_RSS[gateway]}\", ok"
         else
             echo "- RSS with $FLEET_N upstreams: n/a (target < 64 MiB)"
+        fi
+        if [[ -n ${R_CPU[gateway_session]:-} ]]; then
+            ratio_line "MCP path with a session token, CPU per request vs the plain path" "${R_CPU[gateway_session]}" "${R_CPU[gateway]:-}" "r <= 1.1" "target <= 1.1x"
         fi
         if [[ -n ${R_BAD[gateway]:-} || -n ${R_BAD[haproxy]:-} ]]; then
             echo "- ⚠ a run above had errors: these ratios are not trustworthy"

@@ -94,6 +94,8 @@ pub struct Prepared {
     pub mcp: Option<McpReply>,
     /// Errors are JSON-RPC error objects (MCP paths).
     pub jsonrpc: bool,
+    /// An allowed browser `Origin` on an MCP path: CORS headers on the answer.
+    pub cors_origin: Option<Vec<u8>>,
 }
 
 /// Phase 1: route and build the upstream head while the parsed head is borrowed.
@@ -105,6 +107,12 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let mut mcp = None;
     let route = router::route(head.method, head.target, &shard.routes);
     let jsonrpc = matches!(route, Route::Mcp { .. } | Route::UnknownServer(_));
+    let cors_origin = match route {
+        Route::Mcp { .. } => mcp::route::header(head, "origin")
+            .filter(|o| shard.origins.allows(o))
+            .map(<[u8]>::to_vec),
+        _ => None,
+    };
     let (action, rest, session) = match route {
         Route::Local(page) => (Action::Local(page), "", None),
         Route::UnknownServer(id) => (
@@ -160,6 +168,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         out,
         mcp,
         jsonrpc,
+        cors_origin,
     }
 }
 
@@ -249,8 +258,7 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
                 shard,
                 conn,
                 &err,
-                &p.request_id,
-                p.jsonrpc,
+                &p.error_style(),
                 p.keep_alive && body_skipped,
                 &mut out,
             )
@@ -266,7 +274,7 @@ pub async fn refuse(shard: &Shard, conn: &mut Conn, err: GatewayError) {
     shard.metrics.borrow_mut().request_started();
     let id = RequestId::new(shard, None);
     let mut out = shard.take_buffer();
-    respond_error(shard, conn, &err, &id, false, false, &mut out).await;
+    respond_error(shard, conn, &err, &ErrorStyle::plain(&id), false, &mut out).await;
     shard.give_buffer(out);
 }
 
@@ -298,8 +306,7 @@ async fn respond_page(
             shard,
             conn,
             &GatewayError::BadRequest("page unavailable"),
-            &p.request_id,
-            p.jsonrpc,
+            &p.error_style(),
             false,
             out,
         )
@@ -331,6 +338,50 @@ async fn respond_page(
     ok && keep_open
 }
 
+/// CORS headers for a response to an allowed browser origin.
+fn cors_lines(origin: &[u8]) -> Vec<String> {
+    vec![
+        format!(
+            "Access-Control-Allow-Origin: {}",
+            String::from_utf8_lossy(origin)
+        ),
+        format!(
+            "Access-Control-Expose-Headers: {}",
+            mcp::headers::CORS_EXPOSE_HEADERS
+        ),
+        "Vary: Origin".to_string(),
+    ]
+}
+
+/// How the gateway's own error is written.
+pub struct ErrorStyle<'a> {
+    pub request_id: &'a RequestId,
+    /// A JSON-RPC error object (MCP paths) rather than `{"error":{...}}`.
+    pub jsonrpc: bool,
+    /// An allowed browser origin: CORS headers too.
+    pub cors_origin: Option<&'a [u8]>,
+}
+
+impl<'a> ErrorStyle<'a> {
+    pub fn plain(request_id: &'a RequestId) -> Self {
+        ErrorStyle {
+            request_id,
+            jsonrpc: false,
+            cors_origin: None,
+        }
+    }
+}
+
+impl Prepared {
+    fn error_style(&self) -> ErrorStyle<'_> {
+        ErrorStyle {
+            request_id: &self.request_id,
+            jsonrpc: self.jsonrpc,
+            cors_origin: self.cors_origin.as_deref(),
+        }
+    }
+}
+
 /// Answers a CORS preflight for an MCP endpoint from an allowed origin.
 async fn respond_preflight(
     shard: &Shard,
@@ -341,9 +392,8 @@ async fn respond_preflight(
     body_skipped: bool,
 ) -> bool {
     let keep_open = p.keep_alive && body_skipped;
-    let origin = String::from_utf8_lossy(origin);
-    let lines = [
-        format!("Access-Control-Allow-Origin: {origin}"),
+    let mut lines = cors_lines(origin);
+    lines.extend([
         format!(
             "Access-Control-Allow-Methods: {}",
             mcp::headers::CORS_ALLOW_METHODS
@@ -352,13 +402,8 @@ async fn respond_preflight(
             "Access-Control-Allow-Headers: {}",
             mcp::headers::CORS_ALLOW_HEADERS
         ),
-        format!(
-            "Access-Control-Expose-Headers: {}",
-            mcp::headers::CORS_EXPOSE_HEADERS
-        ),
         "Access-Control-Max-Age: 86400".to_string(),
-        "Vary: Origin".to_string(),
-    ];
+    ]);
     let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
     out.clear();
     let date = shard.date.borrow().clone();
@@ -390,27 +435,28 @@ pub async fn respond_error(
     shard: &Shard,
     conn: &mut Conn,
     err: &GatewayError,
-    request_id: &RequestId,
-    jsonrpc: bool,
+    style: &ErrorStyle<'_>,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> bool {
+    let request_id = style.request_id;
     let status = err.status();
     let keep_open = keep_alive && !err.closes_connection();
     tracing::info!(shard = shard.id, request_id = %String::from_utf8_lossy(request_id.as_bytes()), status, error = %err, peer = %conn.peer_ip, "request refused");
     let message = err.to_string();
-    let body = if jsonrpc {
+    let body = if style.jsonrpc {
         encode::jsonrpc_error_body(err.jsonrpc_code(), &message, status, request_id.as_bytes())
     } else {
         encode::error_body(status, &message, request_id.as_bytes())
     };
     out.clear();
     let date = shard.date.borrow().clone();
-    let retry_after = err.retry_after();
-    let extra: &[&str] = match &retry_after {
-        Some(line) => std::slice::from_ref(line),
-        None => &[],
-    };
+    let mut lines: Vec<String> = err.retry_after().map(str::to_string).into_iter().collect();
+    if let Some(origin) = style.cors_origin {
+        // A browser page must be able to read the error (e.g. "re-initialize").
+        lines.extend(cors_lines(origin));
+    }
+    let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
     encode::local_response(
         out,
         date.as_bytes(),
@@ -420,7 +466,7 @@ pub async fn respond_error(
             body: &body,
             close: !keep_open,
             request_id: request_id.as_bytes(),
-            extra,
+            extra: &extra,
         },
     );
     let written = out.len() as u64;
@@ -455,8 +501,7 @@ async fn proxy(
             shard,
             conn,
             &GatewayError::BadRequest("malformed chunked body"),
-            &p.request_id,
-            p.jsonrpc,
+            &p.error_style(),
             false,
             out,
         )
@@ -466,7 +511,7 @@ async fn proxy(
     conn.rpos += n;
     if body_left.chunked_payload() > max_body {
         let err = GatewayError::BodyTooLarge { limit: max_body };
-        return respond_error(shard, conn, &err, &p.request_id, p.jsonrpc, false, out).await;
+        return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
     }
     if p.expect_continue && !body_left.is_done() {
         let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
@@ -489,6 +534,7 @@ async fn proxy(
         http11_client: p.http11,
         max_body,
         mcp: p.mcp.as_ref(),
+        cors_origin: p.cors_origin.as_deref(),
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);
@@ -507,7 +553,7 @@ async fn proxy(
                 .upstream(index, err.status(), latency, true);
             // The connection stays usable only if the whole request was read.
             let keep_alive = p.keep_alive && request_in_hand;
-            respond_error(shard, conn, &err, &p.request_id, p.jsonrpc, keep_alive, out).await
+            respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await
         }
         Err(upstream::Failure::AfterResponse { status, reason }) => {
             tracing::info!(shard = shard.id, upstream = %upstream.id, status, reason, "response relay cut short");

@@ -42,8 +42,10 @@ pub struct Exchange<'a> {
     /// and chunked framing is removed from its response, ending the body by closing.
     pub http11_client: bool,
     pub max_body: u64,
-    /// An MCP exchange: seal the upstream's `Mcp-Session-Id` into a token, add CORS headers.
+    /// An MCP exchange: seal the upstream's `Mcp-Session-Id` into a token.
     pub mcp: Option<&'a McpReply>,
+    /// An allowed browser origin: CORS headers on the response.
+    pub cors_origin: Option<&'a [u8]>,
 }
 
 pub struct Completed {
@@ -363,7 +365,7 @@ impl Exchange<'_> {
             close: !client_keep_alive,
             unchunk,
             session_token: session_token.as_deref(),
-            cors_origin: self.mcp.and_then(|m| m.origin.as_deref()),
+            cors_origin: self.cors_origin,
         };
         write_client_head(out, &head, &rewrite);
         let facts = ResponseFacts {

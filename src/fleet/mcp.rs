@@ -19,7 +19,8 @@ const LATEST_PROTOCOL: &str = "2025-06-18";
 
 #[derive(Default)]
 pub struct Sessions {
-    live: HashSet<String>,
+    /// (server number, session id): each mock server knows only the sessions it issued.
+    live: HashSet<(usize, String)>,
     next: u64,
 }
 
@@ -146,14 +147,14 @@ fn answer(number: usize, req: &Request, sessions: &Rc<RefCell<Sessions>>) -> Rep
         };
     }
     if let Some(id) = &req.session {
-        if !sessions.borrow().live.contains(id) {
+        if !sessions.borrow().live.contains(&(number, id.clone())) {
             return rpc_error(404, Value::Null, -32001, "Session not found");
         }
     }
     match req.method.as_str() {
         "DELETE" => {
             if let Some(id) = &req.session {
-                sessions.borrow_mut().live.remove(id);
+                sessions.borrow_mut().live.remove(&(number, id.clone()));
             }
             Reply::Empty(200)
         }
@@ -272,7 +273,7 @@ fn rpc(
                 "mock-{number}-{:016x}",
                 s.next.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             );
-            s.live.insert(session.clone());
+            s.live.insert((number, session.clone()));
             (
                 ok(json!({
                     "protocolVersion": version,

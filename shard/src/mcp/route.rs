@@ -15,8 +15,6 @@ use crate::state::Shard;
 pub struct McpReply {
     /// The replica's identity, sealed into any `Mcp-Session-Id` it returns.
     pub replica: u64,
-    /// An allowed browser `Origin`, echoed in CORS headers.
-    pub origin: Option<Vec<u8>>,
 }
 
 pub enum McpPlan {
@@ -97,7 +95,6 @@ pub fn plan(
         session,
         reply: McpReply {
             replica: shard.routes.replica_ids[upstream],
-            origin: origin.map(<[u8]>::to_vec),
         },
     })
 }

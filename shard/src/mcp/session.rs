@@ -1,5 +1,5 @@
 //! Stateless session affinity: the `Mcp-Session-Id` a client sees is a token that carries,
-//! authenticated and encrypted (ChaCha20-Poly1305), which replica issued the session and the
+//! authenticated and encrypted (ChaCha20-Poly1305, ring), which replica issued the session and the
 //! upstream's own session id. Any shard of any gateway process holding the same secret can
 //! open it: no shared store.
 //!
@@ -12,8 +12,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -26,6 +25,8 @@ const AAD: &[u8] = b"mcp-gateway session v1";
 /// Upstream session ids longer than this are refused (tokens stay well under 200 bytes
 /// for ids up to 100 bytes; ids are usually UUIDs, 36 bytes).
 pub const MAX_UPSTREAM_SESSION: usize = 256;
+/// The longest raw (decoded) token: everything is sealed on the stack, no allocation.
+const MAX_RAW: usize = NONCE_LEN + HEADER_LEN + MAX_UPSTREAM_SESSION + TAG_LEN;
 
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
@@ -59,9 +60,10 @@ pub fn replica_id(upstream_id: &str) -> u64 {
 }
 
 /// Seals and opens tokens; one per shard.
-#[derive(Clone)]
 pub struct SessionCodec {
-    cipher: ChaCha20Poly1305,
+    /// `None` only if the AEAD refused the key, which a 32-byte ChaCha20 key never is:
+    /// then every token fails to seal or open rather than the gateway panicking.
+    cipher: Option<LessSafeKey>,
     ttl_secs: u32,
     nonce_prefix: [u8; 8],
     counter: u32,
@@ -74,8 +76,14 @@ impl SessionCodec {
         let mut key = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
         let _ = hk.expand(b"session-token-key v1", &mut key);
+        let cipher = UnboundKey::new(&CHACHA20_POLY1305, &key)
+            .ok()
+            .map(LessSafeKey::new);
+        if cipher.is_none() {
+            tracing::error!("session key rejected by the AEAD: session tokens will not work");
+        }
         let mut codec = SessionCodec {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            cipher,
             ttl_secs: ttl_secs.max(1),
             nonce_prefix: [0; 8],
             counter: 0,
@@ -120,49 +128,43 @@ impl SessionCodec {
         }
         let expires =
             u32::try_from(now_unix.saturating_add(u64::from(self.ttl_secs))).unwrap_or(u32::MAX);
-        let mut plain = Vec::with_capacity(HEADER_LEN + upstream_session.len());
-        plain.push(VERSION);
-        plain.extend_from_slice(&expires.to_be_bytes());
-        plain.extend_from_slice(&replica.to_be_bytes());
-        plain.extend_from_slice(upstream_session);
         let nonce = self.next_nonce();
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: AAD,
-                },
-            )
+        let plain_len = HEADER_LEN + upstream_session.len();
+        let mut raw = [0u8; MAX_RAW];
+        raw[..NONCE_LEN].copy_from_slice(&nonce);
+        let plain = &mut raw[NONCE_LEN..NONCE_LEN + plain_len];
+        plain[0] = VERSION;
+        plain[1..5].copy_from_slice(&expires.to_be_bytes());
+        plain[5..13].copy_from_slice(&replica.to_be_bytes());
+        plain[HEADER_LEN..].copy_from_slice(upstream_session);
+        let cipher = self.cipher.as_ref().ok_or(TokenError::TooLong)?;
+        let tag = cipher
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), plain)
             .map_err(|_| TokenError::TooLong)?;
-        let mut raw = Vec::with_capacity(NONCE_LEN + sealed.len());
-        raw.extend_from_slice(&nonce);
-        raw.extend_from_slice(&sealed);
-        Ok(URL_SAFE_NO_PAD.encode(raw))
+        let tag = tag.as_ref();
+        let end = NONCE_LEN + plain_len;
+        raw[end..end + TAG_LEN].copy_from_slice(tag);
+        Ok(URL_SAFE_NO_PAD.encode(&raw[..end + TAG_LEN]))
     }
 
     /// Opens a token a client sent back.
     pub fn open(&self, token: &[u8], now_unix: u64) -> Result<Opened, TokenError> {
-        let max_len = (NONCE_LEN + HEADER_LEN + MAX_UPSTREAM_SESSION + TAG_LEN) * 4 / 3 + 4;
-        if token.len() > max_len {
-            return Err(TokenError::Malformed);
-        }
-        let raw = URL_SAFE_NO_PAD
-            .decode(token)
+        let mut raw = [0u8; MAX_RAW + 3];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(token, &mut raw)
             .map_err(|_| TokenError::Malformed)?;
-        if raw.len() < NONCE_LEN + HEADER_LEN + TAG_LEN {
+        if !(NONCE_LEN + HEADER_LEN + TAG_LEN..=MAX_RAW).contains(&len) {
             return Err(TokenError::Malformed);
         }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let plain = self
-            .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: AAD,
-                },
+        let (nonce, sealed) = raw[..len].split_at_mut(NONCE_LEN);
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(nonce);
+        let cipher = self.cipher.as_ref().ok_or(TokenError::Forged)?;
+        let plain = cipher
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(AAD),
+                sealed,
             )
             .map_err(|_| TokenError::Forged)?;
         if plain.len() < HEADER_LEN || plain[0] != VERSION {
