@@ -168,19 +168,11 @@ pub async fn relay(
         if left.chunked_payload() > max {
             return Err(RelayError::TooLarge);
         }
-        if send > 0 {
-            let out = std::mem::take(buf);
-            let (res, out) = to.write_all(out.slice(0..send)).await;
-            *buf = out.into_inner();
-            res.map_err(RelayError::Write)?;
-            copied += send as u64;
-        }
-        if body < n {
-            buf.copy_within(body..n, 0);
-            buf.truncate(n - body);
+        copied += send as u64;
+        if let Some(leftover) = pass_on(to, buf, send, body, n).await? {
             return Ok(Relayed {
                 bytes: copied,
-                leftover: n - body,
+                leftover,
             });
         }
     }
@@ -189,6 +181,29 @@ pub async fn relay(
         bytes: copied,
         leftover: 0,
     })
+}
+
+/// Writes `buf[..send]` to `to`, then, if the body ended inside this read (`body < n`),
+/// moves the bytes after it (`buf[body..n]`) to the front and returns their count.
+pub(crate) async fn pass_on(
+    to: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    send: usize,
+    body: usize,
+    n: usize,
+) -> Result<Option<usize>, RelayError> {
+    if send > 0 {
+        let out = std::mem::take(buf);
+        let (res, out) = to.write_all(out.slice(0..send)).await;
+        *buf = out.into_inner();
+        res.map_err(RelayError::Write)?;
+    }
+    if body < n {
+        buf.copy_within(body..n, 0);
+        buf.truncate(n - body);
+        return Ok(Some(n - body));
+    }
+    Ok(None)
 }
 
 /// Reads into the free capacity of `buf` (growing it by at least `min_spare`), keeping what

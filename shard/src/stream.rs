@@ -11,9 +11,8 @@
 //! spotting progress notifications.
 
 use crate::connection::Conn;
-use crate::relay::{read_append, write_all, BodyLeft, RelayError, Relayed};
-use monoio::buf::IoBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use crate::relay::{pass_on, read_append, write_all, BodyLeft, RelayError, Relayed};
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use std::time::Duration;
@@ -160,19 +159,13 @@ pub async fn relay_events(
                     progress_deadline = limits.progress_timeout.map(|t| Instant::now() + t);
                 }
                 if send > 0 {
-                    let out = std::mem::take(buf);
-                    let (res, out) = conn.stream.write_all(out.slice(0..send)).await;
-                    *buf = out.into_inner();
-                    res.map_err(RelayError::Write)?;
                     copied += send as u64;
                     last_write = Instant::now();
                 }
-                if body < n {
-                    buf.copy_within(body..n, 0);
-                    buf.truncate(n - body);
+                if let Some(leftover) = pass_on(&mut conn.stream, buf, send, body, n).await? {
                     return Ok(Relayed {
                         bytes: copied,
-                        leftover: n - body,
+                        leftover,
                     });
                 }
             }
