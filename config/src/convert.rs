@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::runtime::{
-    GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Security, Server,
-    Sessions, Transport, Upstream,
+    GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Policy, PolicyRule,
+    Security, Server, Sessions, StdioCommand, Transport, Upstream,
 };
-use crate::user::UserConfig;
+use crate::user::{UpstreamServer, UserConfig};
 use crate::validate::{Checked, Endpoint};
 
 /// The runtime config. `checked` must come from `validate(user)`.
@@ -42,7 +42,21 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             max_timeout: millis(server.max_timeout),
             group: server.group.clone(),
             tags: server.tags.clone(),
-            transport: Transport::StreamableHttp,
+            transport: transport(server),
+            policy: Policy {
+                allow: server
+                    .policy
+                    .allow
+                    .iter()
+                    .map(|r| PolicyRule::parse(r))
+                    .collect(),
+                deny: server
+                    .policy
+                    .deny
+                    .iter()
+                    .map(|r| PolicyRule::parse(r))
+                    .collect(),
+            },
             forward_auth: server.forward_auth,
             headers,
         })
@@ -96,6 +110,25 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         security: Security {
             allowed_origins: checked.allowed_origins,
         },
+    }
+}
+
+fn transport(server: &UpstreamServer) -> Transport {
+    match server.transport.as_str() {
+        "sse" => Transport::Sse,
+        "stdio" => Transport::Stdio(StdioCommand {
+            command: server.command.clone().unwrap_or_default(),
+            args: server.args.clone(),
+            env: server
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cwd: server.cwd.as_ref().map(PathBuf::from),
+            max_processes: to_usize(server.max_processes),
+            idle_timeout: millis(server.idle_timeout),
+        }),
+        _ => Transport::StreamableHttp,
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Upstream {
     pub group: Option<String>,
     pub tags: Vec<String>,
     pub transport: Transport,
+    /// `policy`: which MCP methods and names clients may call here.
+    pub policy: Policy,
     /// `forwardAuth` (default false): pass the client's credentials on to this server.
     pub forward_auth: bool,
     /// `headers` (default none): extra request headers, `${NAME}` references already
@@ -95,6 +97,101 @@ pub struct Upstream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     StreamableHttp,
+    /// The legacy HTTP+SSE transport (2024-11-05): `url` is the server's SSE endpoint.
+    Sse,
+    /// A local program speaking newline-delimited JSON-RPC on stdin/stdout. Its `addr` and
+    /// `base_path` point at the gateway's own stdio host once that has started.
+    Stdio(StdioCommand),
+}
+
+/// How to start one process of a stdio server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioCommand {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Added to the gateway's environment, sorted by name.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// `maxProcesses` (default 16): one process per client session.
+    pub max_processes: usize,
+    /// `idleTimeout` ms (default 600000): an idle session's process is stopped.
+    pub idle_timeout: Duration,
+}
+
+/// `policy`: empty allows everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub allow: Vec<PolicyRule>,
+    pub deny: Vec<PolicyRule>,
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// One rule: a method pattern and, for `method:name` rules, a name pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub method: Pattern,
+    pub name: Option<Pattern>,
+}
+
+/// Literal text, or a prefix when the user's pattern ended in `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub text: String,
+    pub prefix: bool,
+}
+
+impl Pattern {
+    pub fn parse(pattern: &str) -> Pattern {
+        match pattern.strip_suffix('*') {
+            Some(text) => Pattern {
+                text: text.to_string(),
+                prefix: true,
+            },
+            None => Pattern {
+                text: pattern.to_string(),
+                prefix: false,
+            },
+        }
+    }
+
+    pub fn matches(&self, value: &[u8]) -> bool {
+        if self.prefix {
+            value.starts_with(self.text.as_bytes())
+        } else {
+            value == self.text.as_bytes()
+        }
+    }
+}
+
+impl PolicyRule {
+    /// `method` or `method:name`; the method part never holds `:`.
+    pub fn parse(rule: &str) -> PolicyRule {
+        match rule.split_once(':') {
+            Some((method, name)) => PolicyRule {
+                method: Pattern::parse(method),
+                name: Some(Pattern::parse(name)),
+            },
+            None => PolicyRule {
+                method: Pattern::parse(rule),
+                name: None,
+            },
+        }
+    }
+
+    /// A `method:name` rule only matches requests that carry a name.
+    pub fn matches(&self, method: &[u8], name: Option<&[u8]>) -> bool {
+        self.method.matches(method)
+            && match (&self.name, name) {
+                (None, _) => true,
+                (Some(pattern), Some(name)) => pattern.matches(name),
+                (Some(_), None) => false,
+            }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -174,4 +271,25 @@ pub struct Security {
     /// Empty: `Origin` is only checked on loopback listeners, where only localhost origins
     /// are allowed.
     pub allowed_origins: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// Points every stdio server at the gateway's stdio host, once it listens on `addr`.
+    pub fn attach_stdio_host(&mut self, addr: SocketAddr) {
+        for upstream in &mut self.upstreams {
+            if matches!(upstream.transport, Transport::Stdio(_)) {
+                upstream.addr = addr;
+                upstream.host = addr.ip().to_string();
+                upstream.port = addr.port();
+                upstream.authority = addr.to_string();
+            }
+        }
+    }
+
+    /// Whether any server is a stdio one (the stdio host is only started then).
+    pub fn has_stdio_servers(&self) -> bool {
+        self.upstreams
+            .iter()
+            .any(|u| matches!(u.transport, Transport::Stdio(_)))
+    }
 }

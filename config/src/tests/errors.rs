@@ -1,7 +1,12 @@
 //! End-to-end tests of what is reported for bad configs: unknown keys, wrong types, bad
 //! environment values and semantic errors, each with its path, all of them at once.
 
-use super::{errors, one_server, parse, parse_with_env};
+use super::{errors, loaded, one_server, parse, parse_with_env};
+use crate::Transport;
+
+fn load(text: &str) -> crate::GatewayConfig {
+    loaded(parse(text))
+}
 
 #[test]
 fn unknown_key_has_path_and_suggestion() {
@@ -81,17 +86,63 @@ fn bad_env_values_are_errors_naming_the_variable() {
 }
 
 #[test]
-fn sse_and_stdio_are_rejected_for_now() {
-    let found = errors(parse(&one_server(r#", "transport": "sse""#)));
+fn sse_and_stdio_transports_load() {
+    let config = load(&one_server(r#", "transport": "sse""#));
+    assert_eq!(config.upstreams[0].transport, Transport::Sse);
+    let stdio = r#"{"upstream": {"servers": [{"id": "s", "transport": "stdio",
+        "command": "npx", "args": ["server"], "env": {"TOKEN": "x"}, "cwd": "/tmp",
+        "maxProcesses": 4, "idleTimeout": 5000}]}}"#;
+    let config = load(stdio);
+    let upstream = &config.upstreams[0];
+    let Transport::Stdio(command) = &upstream.transport else {
+        panic!("not stdio: {:?}", upstream.transport);
+    };
+    assert_eq!(command.command, "npx");
+    assert_eq!(command.args, ["server"]);
+    assert_eq!(command.env, [("TOKEN".to_string(), "x".to_string())]);
+    assert_eq!(command.max_processes, 4);
+    assert_eq!(command.idle_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(upstream.base_path, "/stdio/s");
+}
+
+#[test]
+fn stdio_needs_a_command_and_sane_limits() {
+    let stdio =
+        r#"{"upstream": {"servers": [{"id": "s", "transport": "stdio", "maxProcesses": 0}]}}"#;
+    let found = errors(parse(stdio));
     assert_eq!(
         found,
-        ["upstream.servers[0].transport: transport `sse` is not supported by this build yet (allowed: streamable-http)"]
+        [
+            "upstream.servers[0].command: transport `stdio` needs a `command`",
+            "upstream.servers[0].maxProcesses: 0 is out of range (allowed: 1 to 100000)"
+        ]
     );
-    let stdio = r#"{"upstream": {"servers": [{"id": "s", "transport": "stdio",
-        "command": "npx", "args": ["server"], "env": {"TOKEN": "x"}, "cwd": "/tmp"}]}}"#;
-    let found = errors(parse(stdio));
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("transport `stdio` is not supported by this build yet"));
+    let http = one_server(r#", "maxProcesses": 3"#);
+    let found = errors(parse(&http));
+    assert_eq!(
+        found,
+        ["upstream.servers[0].maxProcesses: `maxProcesses` only applies to transport `stdio`"]
+    );
+}
+
+#[test]
+fn policy_rules_are_checked() {
+    let config = load(&one_server(
+        r#", "policy": {"allow": ["tools/*", "initialize"], "deny": ["tools/call:drop_*"]}"#,
+    ));
+    let policy = &config.upstreams[0].policy;
+    assert!(policy.allow[0].matches(b"tools/list", None));
+    assert!(!policy.allow[1].matches(b"initialized", None));
+    assert!(policy.deny[0].matches(b"tools/call", Some(b"drop_table")));
+    assert!(!policy.deny[0].matches(b"tools/call", None));
+    let found = errors(parse(&one_server(
+        r#", "policy": {"deny": ["", "to*ls/call", "tools/call:"]}"#,
+    )));
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0]
+        .starts_with("upstream.servers[0].policy.deny[0]: ``: the method must not be empty"));
+    assert!(found[1].contains("`*` may only end the method or the name"));
+    assert!(found[2].contains("the name after `:` must not be empty"));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `upstream`: the MCP servers behind the gateway and their active health checks.
 //!
 //! Owns: the keys and defaults of `upstream.servers[]` and `upstream.healthCheck`, including
-//! the transports (`sse`, `stdio` and their `command`/`args`/`env`/`cwd` keys are part of the
-//! schema; validation rejects them until the gateway can serve them).
+//! the transports (`sse`, and `stdio` with its `command`/`args`/`env`/`cwd`/`maxProcesses`/
+//! `idleTimeout` keys) and the MCP method `policy`.
 //! Must not: check values (`validate/upstreams.rs`).
 
 use std::collections::BTreeMap;
@@ -42,6 +42,12 @@ pub struct UpstreamServer {
     pub env: BTreeMap<String, String>,
     /// stdio only: working directory.
     pub cwd: Option<String>,
+    /// stdio only: the most processes (one per client session) this server may have running.
+    pub max_processes: i64,
+    /// stdio only, milliseconds: a session's process idle this long is stopped.
+    pub idle_timeout: i64,
+    /// Which MCP methods (and tool, prompt or resource names) clients may call on this server.
+    pub policy: PolicySection,
     /// Pass the client's credentials on to this server.
     pub forward_auth: bool,
     /// Extra request headers (a free string-to-string map); values may hold `${NAME}`
@@ -65,10 +71,24 @@ impl Default for UpstreamServer {
             args: Vec::new(),
             env: BTreeMap::new(),
             cwd: None,
+            max_processes: 16,
+            idle_timeout: 600_000,
+            policy: PolicySection::default(),
             forward_auth: false,
             headers: BTreeMap::new(),
         }
     }
+}
+
+/// `upstream.servers[].policy`: rules of the form `method` or `method:name`, where a trailing
+/// `*` matches any rest (`tools/call:admin_*`, `resources/read:file:///srv/*`, `sampling/*`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySection {
+    /// When not empty, only requests matching one of these rules pass.
+    pub allow: Vec<String>,
+    /// Requests matching any of these are refused (checked after `allow`).
+    pub deny: Vec<String>,
 }
 
 /// `upstream.healthCheck`: active probes from the management shard.

@@ -33,6 +33,8 @@ pub const SESSION_STORES: &[&str] = &["none"];
 const MAX_WORKERS: i64 = 1024;
 /// One hour: the longest request or connection timeout.
 const MAX_TIMEOUT_MS: i64 = 3_600_000;
+/// One day: the longest idle time of a stdio process.
+const MAX_IDLE_MS: i64 = 86_400_000;
 /// One day: the longest health check interval.
 const MAX_INTERVAL_MS: i64 = 86_400_000;
 /// One second to thirty days: the allowed session lifetimes.

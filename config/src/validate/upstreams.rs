@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::http;
-use super::{at_least, in_range, Endpoint, MAX_TIMEOUT_MS, TRANSPORTS};
+use super::{at_least, in_range, Endpoint, MAX_IDLE_MS, MAX_TIMEOUT_MS, TRANSPORTS};
 use crate::error::ConfigError;
 use crate::url::{self, Resolver, URL_SHAPE};
 use crate::user::UpstreamServer;
@@ -60,6 +60,7 @@ pub(super) fn check(
             MAX_TIMEOUT_MS,
         );
         check_transport_keys(server, &base, errors);
+        check_policy(server, &base, errors);
         let headers = check_headers(server, &base, env, errors);
         let endpoint = check_endpoint(server, &base, &mut resolver, errors);
         endpoints.push(endpoint.zip(headers).map(|(mut endpoint, headers)| {
@@ -74,10 +75,29 @@ fn check_transport_keys(server: &UpstreamServer, base: &str, errors: &mut Vec<Co
     let transport = server.transport.as_str();
     let path = format!("{base}.transport");
     match transport {
-        "streamable-http" => {}
-        "sse" | "stdio" => {
-            let message = format!("transport `{transport}` is not supported by this build yet");
-            errors.push(ConfigError::new(path, message).with_allowed("streamable-http"));
+        "streamable-http" | "sse" => {}
+        "stdio" => {
+            if server.command.as_deref().is_none_or(str::is_empty) {
+                let message = "transport `stdio` needs a `command`";
+                errors.push(ConfigError::new(format!("{base}.command"), message));
+            }
+            if server.cwd.as_deref() == Some("") {
+                errors.push(ConfigError::new(format!("{base}.cwd"), "must not be empty"));
+            }
+            in_range(
+                errors,
+                &format!("{base}.maxProcesses"),
+                server.max_processes,
+                1,
+                100_000,
+            );
+            in_range(
+                errors,
+                &format!("{base}.idleTimeout"),
+                server.idle_timeout,
+                1,
+                MAX_IDLE_MS,
+            );
         }
         other => {
             let message = format!("unknown transport `{other}`");
@@ -87,7 +107,13 @@ fn check_transport_keys(server: &UpstreamServer, base: &str, errors: &mut Vec<Co
     if transport == "stdio" {
         return;
     }
+    let defaults = UpstreamServer::default();
     let stdio_keys = [
+        (
+            "maxProcesses",
+            server.max_processes != defaults.max_processes,
+        ),
+        ("idleTimeout", server.idle_timeout != defaults.idle_timeout),
         ("command", server.command.is_some()),
         ("args", !server.args.is_empty()),
         ("env", !server.env.is_empty()),
@@ -101,7 +127,55 @@ fn check_transport_keys(server: &UpstreamServer, base: &str, errors: &mut Vec<Co
     }
 }
 
-/// The parsed and resolved URL of a streamable-http upstream.
+/// `policy` rules: `method` or `method:name`, `*` only at the end of either part.
+fn check_policy(server: &UpstreamServer, base: &str, errors: &mut Vec<ConfigError>) {
+    let lists = [
+        ("allow", &server.policy.allow),
+        ("deny", &server.policy.deny),
+    ];
+    for (key, rules) in lists {
+        for (i, rule) in rules.iter().enumerate() {
+            let (method, name) = match rule.split_once(':') {
+                Some((method, name)) => (method, Some(name)),
+                None => (rule.as_str(), None),
+            };
+            let misplaced_star = |part: &str| part.trim_end_matches('*').contains('*');
+            let problem = if method.is_empty() {
+                Some("the method must not be empty")
+            } else if misplaced_star(method) || name.is_some_and(misplaced_star) {
+                Some("`*` may only end the method or the name")
+            } else if name == Some("") {
+                Some("the name after `:` must not be empty")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let message = format!("`{rule}`: {problem}");
+                errors.push(
+                    ConfigError::new(format!("{base}.policy.{key}[{i}]"), message)
+                        .with_allowed("method, method:name, with an optional trailing *"),
+                );
+            }
+        }
+    }
+}
+
+/// Where a stdio server is reached once the gateway's stdio host listens: a placeholder
+/// address on loopback and a path of its own.
+fn stdio_endpoint(server: &UpstreamServer) -> Endpoint {
+    Endpoint {
+        url: url::ParsedUrl {
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            authority: "127.0.0.1:0".to_string(),
+            base_path: format!("/stdio/{}", server.id),
+        },
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        headers: Vec::new(),
+    }
+}
+
+/// The parsed and resolved URL of an HTTP upstream.
 fn check_endpoint(
     server: &UpstreamServer,
     base: &str,
@@ -109,7 +183,7 @@ fn check_endpoint(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Endpoint> {
     if server.transport == "stdio" {
-        return None;
+        return Some(stdio_endpoint(server));
     }
     let path = format!("{base}.url");
     let parsed = match url::parse(&server.url) {
