@@ -30,6 +30,15 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         config.sessions.secret = Some(secret);
         tracing::warn!("no sessions.secret / SESSION_SECRET: generated one; MCP sessions will not continue through other gateway replicas or after a restart");
     }
+    // The stdio host listens before any shard starts, so the shards' snapshot already
+    // points the stdio servers at it.
+    let stdio_host = if config.has_stdio_servers() {
+        let (addr, thread) = crate::stdio::start(&config)?;
+        config.attach_stdio_host(addr);
+        Some(thread)
+    } else {
+        None
+    };
     let config = Arc::new(config);
     let cpus = worker::allowed_cpus();
     let shards = match config.server.workers {
@@ -73,12 +82,13 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         .collect();
     let state = State::new(config.clone(), shards, pinned, data_addr, management_addr);
     let pages = state.pages.clone();
-    let mut threads = vec![mgmt::spawn(MgmtSpec {
+    let mut threads: Vec<JoinHandle<()>> = stdio_host.into_iter().collect();
+    threads.push(mgmt::spawn(MgmtSpec {
         state,
         reports: report_rx,
         shards: command_txs,
         listener: management_listener,
-    })?];
+    })?);
     for (id, (listener, commands)) in listeners.into_iter().zip(command_rxs).enumerate() {
         threads.push(worker::spawn(ShardSpec {
             id,

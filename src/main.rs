@@ -8,6 +8,7 @@ mod fleet;
 mod floor;
 mod logging;
 mod mgmt;
+mod stdio;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
