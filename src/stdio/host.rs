@@ -34,8 +34,41 @@ pub struct Server {
     pub max_timeout: Duration,
     /// Sessions with a running process.
     pub live: usize,
-    backoff: Duration,
+    backoff: Backoff,
+}
+
+/// Spacing between new processes of a server whose processes die young.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
     not_before: Instant,
+}
+
+impl Backoff {
+    fn new(now: Instant) -> Backoff {
+        Backoff {
+            delay: Duration::ZERO,
+            not_before: now,
+        }
+    }
+
+    /// A process died (or never started) at `now` after living `lived`.
+    fn record(&mut self, lived: Duration, now: Instant) {
+        if lived >= LIVED_LONG {
+            *self = Backoff::new(now);
+            return;
+        }
+        self.delay = if self.delay.is_zero() {
+            BACKOFF_FIRST
+        } else {
+            (self.delay * 2).min(BACKOFF_MAX)
+        };
+        self.not_before = now + self.delay;
+    }
+
+    fn left(&self, now: Instant) -> Duration {
+        self.not_before.saturating_duration_since(now)
+    }
 }
 
 /// Why a session ended.
@@ -83,8 +116,7 @@ impl Host {
                     timeout: u.timeout,
                     max_timeout: u.max_timeout,
                     live: 0,
-                    backoff: Duration::ZERO,
-                    not_before: now,
+                    backoff: Backoff::new(now),
                 }),
                 _ => None,
             })
@@ -111,9 +143,9 @@ impl Host {
 
     /// How long a new process of `server` must still wait (zero: start now).
     pub fn backoff_left(&self, server: usize, now: Instant) -> Duration {
-        self.servers.get(server).map_or(Duration::ZERO, |s| {
-            s.not_before.saturating_duration_since(now)
-        })
+        self.servers
+            .get(server)
+            .map_or(Duration::ZERO, |s| s.backoff.left(now))
     }
 
     /// A process of `server` died (or never started) after living `lived`.
@@ -121,21 +153,13 @@ impl Host {
         let Some(s) = self.servers.get_mut(server) else {
             return;
         };
-        let now = Instant::now();
-        if lived >= LIVED_LONG {
-            s.backoff = Duration::ZERO;
-            s.not_before = now;
+        s.backoff.record(lived, Instant::now());
+        if s.backoff.delay.is_zero() {
             return;
         }
-        s.backoff = if s.backoff.is_zero() {
-            BACKOFF_FIRST
-        } else {
-            (s.backoff * 2).min(BACKOFF_MAX)
-        };
-        s.not_before = now + s.backoff;
         tracing::warn!(
             server = %s.id,
-            backoff_ms = s.backoff.as_millis() as u64,
+            backoff_ms = s.backoff.delay.as_millis() as u64,
             "stdio server process died soon after start: next one waits"
         );
     }
@@ -246,4 +270,34 @@ fn kill(d: &mut Dying) {
 /// writing the whole (bearer-like) id.
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_for_young_deaths_and_resets_after_a_long_life() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(t0);
+        assert_eq!(b.left(t0), Duration::ZERO);
+        let young = Duration::from_millis(50);
+        b.record(young, t0);
+        assert_eq!(b.left(t0), BACKOFF_FIRST);
+        b.record(young, t0);
+        assert_eq!(b.left(t0), BACKOFF_FIRST * 2);
+        for _ in 0..20 {
+            b.record(young, t0);
+        }
+        assert_eq!(b.left(t0), BACKOFF_MAX);
+        assert_eq!(b.left(t0 + BACKOFF_MAX), Duration::ZERO);
+        b.record(LIVED_LONG, t0);
+        assert_eq!(b.left(t0), Duration::ZERO);
+        b.record(young, t0);
+        assert_eq!(
+            b.left(t0),
+            BACKOFF_FIRST,
+            "a long life starts the doubling over"
+        );
+    }
 }

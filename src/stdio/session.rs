@@ -248,3 +248,91 @@ pub fn error_body(id: &str, code: i64, message: &str, status: u16) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        Session::new(0, child, Mailbox::default())
+    }
+
+    fn request(id: &str, progress: Option<&str>) -> Outgoing {
+        Outgoing {
+            id: id.to_string(),
+            progress: progress.map(str::to_string),
+        }
+    }
+
+    fn kind(event: Option<Event>) -> String {
+        match event {
+            Some(Event::Message(l)) => format!("message {}", String::from_utf8_lossy(&l)),
+            Some(Event::Response { id, .. }) => format!("response {id}"),
+            Some(Event::Failed { id, .. }) => format!("failed {id}"),
+            None => "nothing".to_string(),
+        }
+    }
+
+    const NOTE: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#;
+
+    #[test]
+    fn lines_reach_the_exchange_they_belong_to() {
+        let mut s = session();
+        let (a, b, get) = (Mailbox::default(), Mailbox::default(), Mailbox::default());
+        s.register(&[request("1", Some(r#""tok""#))], &a, Some(1))
+            .unwrap();
+        s.register(&[request(r#""x""#, None)], &b, Some(2)).unwrap();
+        assert!(
+            s.register(&[request("1", None)], &b, None).is_err(),
+            "id 1 is in flight"
+        );
+        assert_eq!(s.in_flight, 2);
+
+        let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":1}}"#;
+        s.route(progress.to_vec());
+        assert!(kind(a.try_recv()).contains("notifications/progress"));
+        // Not a progress of a known token: the newest open stream.
+        s.route(NOTE.to_vec());
+        assert!(kind(b.try_recv()).contains("notifications/message"));
+        s.route(br#"{"jsonrpc":"2.0","id":"x","result":{}}"#.to_vec());
+        assert_eq!(kind(b.try_recv()), r#"response "x""#);
+        s.unregister(&[request(r#""x""#, None)], &b, Some(2));
+        s.route(NOTE.to_vec());
+        assert!(kind(a.try_recv()).contains("notifications/message"));
+        s.route(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec());
+        assert_eq!(kind(a.try_recv()), "response 1");
+        s.unregister(&[request("1", Some(r#""tok""#))], &a, Some(1));
+        assert_eq!(s.in_flight, 0);
+
+        // Nobody listening: kept for the GET stream, then handed to it.
+        s.route(NOTE.to_vec());
+        s.route(b"not json".to_vec());
+        s.attach_get(3, &get);
+        assert!(kind(get.try_recv()).contains("notifications/message"));
+        assert_eq!(kind(get.try_recv()), "nothing");
+        s.route(NOTE.to_vec());
+        assert!(kind(get.try_recv()).contains("notifications/message"));
+        assert_eq!(kind(a.try_recv()), "nothing");
+        let _ = s.child.wait();
+    }
+
+    #[test]
+    fn a_dead_process_fails_every_waiting_request() {
+        let mut s = session();
+        let (a, get) = (Mailbox::default(), Mailbox::default());
+        s.register(&[request("7", None), request(r#""eight""#, None)], &a, None)
+            .unwrap();
+        s.attach_get(1, &get);
+        s.fail_all("stdio server exited");
+        let mut got = vec![kind(a.try_recv()), kind(a.try_recv())];
+        got.sort();
+        assert_eq!(got, [r#"failed "eight""#, "failed 7"]);
+        assert!(get.is_closed() && s.stdin.is_closed());
+        let line = error_line("7", INTERNAL_ERROR, "stdio server exited");
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["error"]["code"], INTERNAL_ERROR);
+        let _ = s.child.wait();
+    }
+}
