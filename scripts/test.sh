@@ -14,6 +14,10 @@ fi
 # Many sockets per test (1000 upstreams, 100 MB streams): lift the descriptor limit.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
+# The MCP Python SDK, a real peer for the 2026-07-28 and legacy HTTP+SSE tests.
+MCP_PYTHON="$(bash scripts/mcp-python.sh | tail -n 1)"
+export MCP_PYTHON
+
 cargo build --workspace --all-targets --quiet
 echo "== test suite, io_uring driver =="
 cargo test --workspace

@@ -80,9 +80,15 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
     let pinned: Vec<usize> = (0..shards)
         .filter_map(|i| cpus.get(i % cpus.len().max(1)).map(|c| c.id))
         .collect();
+    // Listening before any shard starts: shards pass bridged `/sse/{id}` requests to it.
+    let (sse_bridge, bridge_thread) = match crate::sse_bridge::start(&config)? {
+        Some((addr, thread)) => (Some(addr), Some(thread)),
+        None => (None, None),
+    };
     let state = State::new(config.clone(), shards, pinned, data_addr, management_addr);
     let pages = state.pages.clone();
     let mut threads: Vec<JoinHandle<()>> = stdio_host.into_iter().collect();
+    threads.extend(bridge_thread);
     threads.push(mgmt::spawn(MgmtSpec {
         state,
         reports: report_rx,
@@ -100,6 +106,7 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
             reports: report_tx.clone(),
             commands,
             tick: config.monitoring.metrics_tick,
+            sse_bridge,
         })?);
     }
     Ok(Running {

@@ -8,6 +8,7 @@ mod fleet;
 mod floor;
 mod logging;
 mod mgmt;
+mod sse_bridge;
 mod stdio;
 
 use anyhow::Context;

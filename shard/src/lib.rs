@@ -10,6 +10,7 @@ pub mod balancer;
 pub mod connection;
 pub mod error;
 pub mod http;
+pub mod legacy_sse;
 pub mod mcp;
 pub mod messages;
 pub mod metrics;

@@ -15,7 +15,9 @@ use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::http::request::RequestHead;
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::legacy_sse::{self, BridgeEnd};
 use crate::mcp;
+use crate::mcp::legacy::LegacyPlan;
 use crate::mcp::route::{McpPlan, McpReply};
 use crate::relay::{self, BodyLeft};
 use crate::router::{self, LocalPage, Route};
@@ -73,6 +75,8 @@ pub enum Action {
     Reject(GatewayError),
     /// A CORS preflight from this allowed origin.
     Preflight(Vec<u8>),
+    /// A legacy-SSE request this process's bridge serves (its head is in `out`).
+    Bridge,
 }
 
 /// Phase 1's result: everything the async phases need, owning no borrow of the buffer.
@@ -96,6 +100,8 @@ pub struct Prepared {
     pub jsonrpc: bool,
     /// An allowed browser `Origin` on an MCP path: CORS headers on the answer.
     pub cors_origin: Option<Vec<u8>>,
+    /// A legacy SSE stream whose `endpoint` event is rewritten on its way back.
+    pub legacy: Option<mcp::legacy::LegacyStream>,
 }
 
 /// Phase 1: route and build the upstream head while the parsed head is borrowed.
@@ -105,10 +111,14 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let mut out = shard.take_buffer();
     let limits = &shard.config.server.limits;
     let mut mcp = None;
+    let (mut legacy, mut endpoint) = (None, None);
     let route = router::route(head.method, head.target, &shard.routes);
-    let jsonrpc = matches!(route, Route::Mcp { .. } | Route::UnknownServer(_));
+    let jsonrpc = matches!(
+        route,
+        Route::Mcp { .. } | Route::Sse { .. } | Route::UnknownServer(_)
+    );
     let cors_origin = match route {
-        Route::Mcp { .. } => mcp::route::header(head, "origin")
+        Route::Mcp { .. } | Route::Sse { .. } => mcp::route::header(head, "origin")
             .filter(|o| shard.origins.allows(o))
             .map(<[u8]>::to_vec),
         _ => None,
@@ -120,6 +130,38 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             "",
             None,
         ),
+        Route::Mcp { target, .. } if mcp::legacy::speaks_only_legacy(shard, target) => (
+            Action::Reject(GatewayError::BadRequest(
+                "this server speaks the legacy HTTP+SSE transport: use /sse/{serverId}",
+            )),
+            "",
+            None,
+        ),
+        Route::Sse {
+            target,
+            id,
+            message,
+            query,
+        } => match mcp::legacy::plan(head, shard, target, id, message, query) {
+            Ok(LegacyPlan::Preflight { origin }) => (Action::Preflight(origin), "", None),
+            Ok(LegacyPlan::Stream { upstream, stream }) => {
+                legacy = Some(stream);
+                (Action::Proxy { upstream }, query, None)
+            }
+            Ok(LegacyPlan::Message {
+                upstream,
+                endpoint: path,
+            }) => {
+                endpoint = Some(path);
+                (Action::Proxy { upstream }, "", None)
+            }
+            Ok(LegacyPlan::Bridge(call)) => {
+                let rid = request_id.as_bytes();
+                mcp::legacy::write_bridge_head(&mut out, head, &call, id, rid);
+                (Action::Bridge, "", None)
+            }
+            Err(e) => (Action::Reject(e), "", None),
+        },
         Route::Mcp { target, rest } => match mcp::route::plan(head, shard, target) {
             Ok(McpPlan::Preflight { origin }) => (Action::Preflight(origin), "", None),
             Ok(McpPlan::Forward {
@@ -138,15 +180,24 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         },
     };
     let action = match (action, head.framing) {
-        (Action::Proxy { .. }, BodyFraming::Length(n)) if n > limits.max_body_bytes => {
+        (Action::Proxy { .. } | Action::Bridge, BodyFraming::Length(n))
+            if n > limits.max_body_bytes =>
+        {
             Action::Reject(GatewayError::BodyTooLarge {
                 limit: limits.max_body_bytes,
             })
         }
         (Action::Proxy { upstream }, _) => {
+            let config = &shard.config.upstreams[upstream];
             let target = UpstreamTarget {
-                upstream: &shard.config.upstreams[upstream],
-                rest,
+                upstream: config,
+                // A legacy message goes to the endpoint the server named, not under its URL.
+                base_path: if endpoint.is_some() {
+                    ""
+                } else {
+                    &config.base_path
+                },
+                rest: endpoint.as_deref().unwrap_or(rest),
                 session: session.as_deref(),
             };
             write_upstream_head(&mut out, head, &target, peer_ip, &request_id);
@@ -169,12 +220,15 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         mcp,
         jsonrpc,
         cors_origin,
+        legacy,
     }
 }
 
 /// Where a request goes upstream.
 struct UpstreamTarget<'a> {
     upstream: &'a Upstream,
+    /// The upstream's path, which `rest` is appended to.
+    base_path: &'a str,
     /// Path remainder and query, appended to the upstream's path.
     rest: &'a str,
     /// The upstream's own session id, restored from the client's token.
@@ -193,7 +247,7 @@ fn write_upstream_head(
     let upstream = to.upstream;
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    router::rewrite_target(out, &upstream.base_path, to.rest);
+    router::rewrite_target(out, to.base_path, to.rest);
     // An HTTP/1.0 client cannot read chunked responses: ask the upstream in HTTP/1.0 too.
     out.extend_from_slice(if head.minor_version == 0 {
         b" HTTP/1.0\r\n"
@@ -244,6 +298,7 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
     let mut out = std::mem::take(&mut p.out);
     let keep_open = match std::mem::replace(&mut p.action, Action::Local(LocalPage::Health)) {
         Action::Proxy { upstream } => proxy(shard, conn, &p, upstream, &mut out).await,
+        Action::Bridge => bridge(shard, conn, &p, &mut out).await,
         Action::Local(page) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_page(shard, conn, &p, page, &mut out, body_skipped).await
@@ -479,6 +534,22 @@ pub async fn respond_error(
     ok && keep_open
 }
 
+/// Phase 2 for a legacy-SSE request the bridge serves; the connection closes after it.
+async fn bridge(shard: &Shard, conn: &mut Conn, p: &Prepared, out: &mut Vec<u8>) -> bool {
+    match legacy_sse::bridge(shard, conn, p.framing, p.expect_continue, out).await {
+        BridgeEnd::Answered { status, bytes } => {
+            let latency = p.started.elapsed().as_micros() as u64;
+            let mut m = shard.metrics.borrow_mut();
+            m.response(status, latency, p.head_len as u64, bytes);
+        }
+        BridgeEnd::Failed(err) => {
+            respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+        }
+        BridgeEnd::Cut => {}
+    }
+    false
+}
+
 /// Phase 2 for a proxied request.
 async fn proxy(
     shard: &Rc<Shard>,
@@ -535,6 +606,7 @@ async fn proxy(
         max_body,
         mcp: p.mcp.as_ref(),
         cors_origin: p.cors_origin.as_deref(),
+        legacy: p.legacy.as_ref(),
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);

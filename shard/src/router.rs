@@ -1,7 +1,8 @@
 //! Routing: a pure function from a request path and the compiled route table to a decision.
 //!
-//! Owns: which paths are the gateway's own pages, `/mcp/{serverId}[/rest]` lookup, and the
-//! default group. Must not: do I/O, pick a replica (that is `balancer`), or touch metrics.
+//! Owns: which paths are the gateway's own pages, `/mcp/{serverId}[/rest]` and
+//! `/sse/{serverId}[/message]` lookup, and the default group. Must not: do I/O, pick a
+//! replica (that is `balancer`), or touch metrics.
 
 use mcp_gateway_config::GatewayConfig;
 use std::collections::HashMap;
@@ -126,7 +127,15 @@ pub enum Route<'a> {
         target: Target,
         rest: &'a str,
     },
-    /// Unknown `/mcp/{id}`.
+    /// `/sse/{id}` (`message` false) or `/sse/{id}/message`: the legacy HTTP+SSE transport.
+    Sse {
+        target: Target,
+        id: &'a str,
+        message: bool,
+        /// The query string, `?` included, or "".
+        query: &'a str,
+    },
+    /// Unknown `/mcp/{id}` or `/sse/{id}`.
     UnknownServer(&'a str),
     /// Anything else: the default group, the target unchanged.
     Default,
@@ -147,6 +156,22 @@ pub fn route<'a>(method: &str, target: &'a str, table: &RouteTable) -> Route<'a>
         let rest = &target["/mcp/".len() + id_end..];
         return match table.target(id) {
             Some(target) => Route::Mcp { target, rest },
+            None => Route::UnknownServer(id),
+        };
+    }
+    if let Some(after) = path.strip_prefix("/sse/") {
+        let (id, message) = match after.split_once('/') {
+            None => (after, false),
+            Some((id, "message")) => (id, true),
+            Some(_) => return Route::Default,
+        };
+        return match table.target(id) {
+            Some(t) => Route::Sse {
+                target: t,
+                id,
+                message,
+                query: &target[path_end..],
+            },
             None => Route::UnknownServer(id),
         };
     }
@@ -205,6 +230,22 @@ mod tests {
             Route::UnknownServer("nope")
         );
         assert_eq!(route("GET", "/anything", &t), Route::Default);
+        let sse = |target, id, message, query| Route::Sse {
+            target,
+            id,
+            message,
+            query,
+        };
+        assert_eq!(
+            route("GET", "/sse/alpha", &t),
+            sse(Target::Server(0), "alpha", false, "")
+        );
+        assert_eq!(
+            route("POST", "/sse/search/message?t=x", &t),
+            sse(Target::Group(0), "search", true, "?t=x")
+        );
+        assert_eq!(route("GET", "/sse/nope", &t), Route::UnknownServer("nope"));
+        assert_eq!(route("GET", "/sse/alpha/other", &t), Route::Default);
     }
 
     #[test]

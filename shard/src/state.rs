@@ -29,6 +29,8 @@ pub struct Shard {
     /// Seals and opens session tokens (key derived once at start-up).
     pub sessions: RefCell<SessionCodec>,
     pub origins: OriginPolicy,
+    /// This process's legacy-SSE bridge (`/sse/{id}` in front of Streamable HTTP servers).
+    pub sse_bridge: Option<std::net::SocketAddr>,
     pub pool: Rc<RefCell<Pool>>,
     pub metrics: RefCell<ShardMetrics>,
     pub pages: RefCell<Arc<Pages>>,
@@ -96,6 +98,7 @@ impl Shard {
             group_selectors: RefCell::new(group_selectors),
             sessions: RefCell::new(SessionCodec::new(&secret, ttl)),
             origins: OriginPolicy::new(&config.security.allowed_origins, loopback),
+            sse_bridge: None,
             pool: Rc::new(RefCell::new(pool)),
             metrics: RefCell::new(ShardMetrics::new(id, config.upstreams.len())),
             pages: RefCell::new(pages),

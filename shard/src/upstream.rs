@@ -11,6 +11,8 @@ use crate::connection::Conn;
 use crate::error::GatewayError;
 use crate::http::response::{self, ResponseError};
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::legacy_sse;
+use crate::mcp::legacy::LegacyStream;
 use crate::mcp::route::McpReply;
 use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
 use crate::relay::{self, read_append, BodyLeft, RelayError};
@@ -46,6 +48,8 @@ pub struct Exchange<'a> {
     pub mcp: Option<&'a McpReply>,
     /// An allowed browser origin: CORS headers on the response.
     pub cors_origin: Option<&'a [u8]>,
+    /// A legacy SSE stream: its `endpoint` event is rewritten to point through the gateway.
+    pub legacy: Option<&'a LegacyStream>,
 }
 
 pub struct Completed {
@@ -72,6 +76,8 @@ struct ResponseFacts {
     event_stream: bool,
     client_keep_alive: bool,
     unchunk: bool,
+    /// A legacy SSE stream whose `endpoint` event is to be rewritten.
+    rewrite_endpoint: bool,
 }
 
 enum HeadStep {
@@ -246,6 +252,7 @@ impl Exchange<'_> {
             event_stream,
             client_keep_alive,
             unchunk,
+            rewrite_endpoint,
         } = loop {
             match self.take_response_head(ubuf, out) {
                 HeadStep::Complete(facts) => break facts,
@@ -266,14 +273,28 @@ impl Exchange<'_> {
             }
         };
         // The body part that came with the head goes out in the same write.
-        let (n, send) = if unchunk {
-            resp_left.take_unchunked(ubuf)
-        } else {
-            resp_left.take(ubuf).map(|n| (n, n))
-        }
-        .map_err(|_| Attempt::Fatal(self.protocol()))?;
-        out.extend_from_slice(&ubuf[..send]);
-        let mut extra = ubuf.len() - n;
+        let mut extra = match self.legacy.filter(|_| rewrite_endpoint) {
+            Some(legacy) => {
+                let idle = self.upstream.timeout;
+                let left = &mut resp_left;
+                legacy_sse::endpoint_prefix(self.shard, legacy, up, ubuf, out, left, idle)
+                    .await
+                    .map_err(|e| match e {
+                        RelayError::Timeout => self.timeout(),
+                        _ => Attempt::Fatal(self.protocol()),
+                    })?
+            }
+            None => {
+                let (n, send) = if unchunk {
+                    resp_left.take_unchunked(ubuf)
+                } else {
+                    resp_left.take(ubuf).map(|n| (n, n))
+                }
+                .map_err(|_| Attempt::Fatal(self.protocol()))?;
+                out.extend_from_slice(&ubuf[..send]);
+                ubuf.len() - n
+            }
+        };
         let mut bytes_out = out.len() as u64;
         if relay::write_all(&mut conn.stream, out).await.is_err() {
             return Err(Attempt::Fatal(Failure::ClientGone));
@@ -353,9 +374,14 @@ impl Exchange<'_> {
             ubuf.drain(..consumed);
             return HeadStep::Interim;
         }
-        let unchunk = !self.http11_client && head.framing == BodyFraming::Chunked;
-        let client_keep_alive =
-            self.client_keep_alive && head.framing != BodyFraming::UntilClose && !unchunk;
+        // A rewritten legacy stream changes length: it goes out unframed, ended by closing.
+        let rewrite_endpoint = self.legacy.is_some() && head.status == 200 && head.event_stream;
+        let unchunk =
+            (rewrite_endpoint || !self.http11_client) && head.framing == BodyFraming::Chunked;
+        let client_keep_alive = self.client_keep_alive
+            && head.framing != BodyFraming::UntilClose
+            && !unchunk
+            && !rewrite_endpoint;
         out.clear();
         let session_token = match self.seal_session(&head) {
             Ok(token) => token,
@@ -366,6 +392,7 @@ impl Exchange<'_> {
             unchunk,
             session_token: session_token.as_deref(),
             cors_origin: self.cors_origin,
+            drop_length: rewrite_endpoint,
         };
         write_client_head(out, &head, &rewrite);
         let facts = ResponseFacts {
@@ -380,6 +407,7 @@ impl Exchange<'_> {
             event_stream: head.event_stream,
             client_keep_alive,
             unchunk,
+            rewrite_endpoint,
         };
         let head_len = head.head_len;
         ubuf.drain(..head_len);
@@ -445,6 +473,8 @@ struct HeadRewrite<'a> {
     session_token: Option<&'a str>,
     /// An allowed browser origin: CORS headers are added.
     cors_origin: Option<&'a [u8]>,
+    /// The body's length changes (a rewritten legacy stream): `Content-Length` is dropped.
+    drop_length: bool,
 }
 
 fn write_client_head(
@@ -465,7 +495,7 @@ fn write_client_head(
             continue;
         }
         // With chunked framing a Content-Length is wrong; forwarding both invites smuggling.
-        if chunked && h.name.eq_ignore_ascii_case("content-length") {
+        if (chunked || rw.drop_length) && h.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
         if unchunk && h.name.eq_ignore_ascii_case("transfer-encoding") {

@@ -62,6 +62,8 @@ pub struct ShardSpec {
     pub reports: Sender<MetricsDelta>,
     pub commands: Receiver<ShardCommand>,
     pub tick: Duration,
+    /// The legacy-SSE bridge's loopback address, if this process runs one.
+    pub sse_bridge: Option<SocketAddr>,
 }
 
 pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
@@ -81,7 +83,9 @@ pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
 }
 
 async fn shard_main(spec: ShardSpec) {
-    let shard = Rc::new(Shard::new(spec.id, spec.shards, spec.config, spec.pages));
+    let mut shard = Shard::new(spec.id, spec.shards, spec.config, spec.pages);
+    shard.sse_bridge = spec.sse_bridge;
+    let shard = Rc::new(shard);
     let listener = match monoio::net::TcpListener::from_std(spec.listener) {
         Ok(l) => l,
         Err(e) => {

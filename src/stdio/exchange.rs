@@ -9,12 +9,13 @@
 //! `process`, `host`).
 
 use super::host::{Ending, Shared};
-use super::http::{self, ReadError, Request};
+use super::http::{self, Conn, ReadError, Request};
 use super::process;
 use super::relay::{get, relay_stream, Answer, Exchange};
 use super::session::{error_body, Outgoing, INTERNAL_ERROR};
 use monoio::net::TcpStream;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -23,109 +24,78 @@ const PARSE_ERROR: i64 = -32700;
 pub const SESSION_NOT_FOUND: i64 = -32001;
 const SERVER_BUSY: i64 = -32000;
 
-pub async fn serve_connection(host: Shared, mut stream: TcpStream) {
+pub async fn serve_connection(host: Shared, stream: TcpStream) {
     let max_body = host.borrow().max_line as u64;
     let mut buf = Vec::with_capacity(8192);
-    let mut out = Vec::with_capacity(8192);
+    let mut conn = Conn::new(stream);
     loop {
-        let req = match http::read_request(&mut stream, &mut buf, max_body).await {
+        let req = match http::read_request(&mut conn.stream, &mut buf, max_body).await {
             Ok(req) => req,
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, why)) => {
-                let body = error_body("null", INVALID_REQUEST, why, status);
-                http::json(&mut out, status, &body, &[], true);
-                let _ = http::send(&mut stream, &mut out).await;
+                conn.close = true;
+                let _ = refuse(&mut conn, "null", (status, INVALID_REQUEST, why.into())).await;
                 return;
             }
         };
-        let close = !req.keep_alive;
-        out.clear();
-        if answer(&host, &mut stream, &mut out, req, close)
-            .await
-            .is_err()
-            || close
-        {
+        conn.close = !req.keep_alive;
+        if answer(&host, &mut conn, req).await.is_err() || conn.close {
             return;
         }
     }
 }
 
+/// Why a request is refused: HTTP status, JSON-RPC error code, message.
+pub type Refusal = (u16, i64, Cow<'static, str>);
+
+/// Answers with a JSON-RPC error (`id`: JSON text) whose `data.status` is the status.
+pub async fn refuse(conn: &mut Conn, id: &str, (status, code, why): Refusal) -> io::Result<()> {
+    conn.json(status, &error_body(id, code, &why, status), &[])
+        .await
+}
+
 /// Answers one request; `Err` when the connection broke.
-async fn answer(
-    host: &Shared,
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
-    req: Request,
-    close: bool,
-) -> io::Result<()> {
+async fn answer(host: &Shared, conn: &mut Conn, req: Request) -> io::Result<()> {
     if req.method == "GET" && req.path == "/health" {
         let body = {
             let h = host.borrow();
             serde_json::json!({"status": "ok", "servers": h.servers.len(), "sessions": h.sessions.len()})
         };
-        http::json(out, 200, body.to_string().as_bytes(), &[], close);
-        return http::send(stream, out).await;
+        return conn.json(200, body.to_string().as_bytes(), &[]).await;
     }
     let server = host.borrow().server_for_path(&req.path);
     let Some(server) = server else {
-        return refuse(
-            stream,
-            out,
-            404,
-            "null",
-            INVALID_REQUEST,
-            "no such stdio server",
-            close,
-        )
-        .await;
+        let why = "no such stdio server".into();
+        return refuse(conn, "null", (404, INVALID_REQUEST, why)).await;
     };
     match req.method.as_str() {
-        "POST" => post(host, stream, out, server, req, close).await,
-        "GET" => get(host, stream, out, server, &req, close).await,
-        "DELETE" => {
-            let session = match find_session(host, server, &req) {
-                Ok(s) => s,
-                Err((status, code, why)) => {
-                    return refuse(stream, out, status, "null", code, why, close).await
-                }
-            };
-            host.borrow_mut().end_session(&session, Ending::Deleted);
-            http::empty(out, 204, &[], close);
-            http::send(stream, out).await
-        }
-        _ => {
-            http::empty(out, 405, &["Allow: GET, POST, DELETE"], close);
-            http::send(stream, out).await
-        }
+        "POST" => post(host, conn, server, req).await,
+        "GET" => get(host, conn, server, &req).await,
+        "DELETE" => match find_session(host, server, &req) {
+            Ok(session) => {
+                host.borrow_mut().end_session(&session, Ending::Deleted);
+                conn.empty(204, &[]).await
+            }
+            Err(refusal) => refuse(conn, "null", refusal).await,
+        },
+        _ => conn.empty(405, &["Allow: GET, POST, DELETE"]).await,
     }
 }
 
-pub async fn refuse(
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
-    status: u16,
-    id: &str,
-    code: i64,
-    why: &str,
-    close: bool,
-) -> io::Result<()> {
-    http::json(out, status, &error_body(id, code, why, status), &[], close);
-    http::send(stream, out).await
-}
-
-/// The session the request names, on this server: else (status, JSON-RPC code, why).
-pub fn find_session(
-    host: &Shared,
-    server: usize,
-    req: &Request,
-) -> Result<String, (u16, i64, &'static str)> {
+/// The session the request names, on this server.
+pub fn find_session(host: &Shared, server: usize, req: &Request) -> Result<String, Refusal> {
     let Some(id) = &req.session else {
-        return Err((400, INVALID_REQUEST, "Mcp-Session-Id header is required"));
+        let why = "Mcp-Session-Id header is required".into();
+        return Err((400, INVALID_REQUEST, why));
     };
     match host.borrow().sessions.get(id) {
         Some(s) if s.server == server => Ok(id.clone()),
-        _ => Err((404, SESSION_NOT_FOUND, "Session not found")),
+        _ => Err(not_found()),
     }
+}
+
+pub fn not_found() -> Refusal {
+    (404, SESSION_NOT_FOUND, "Session not found".into())
 }
 
 /// The client's messages of one POST, as the lines to write and the requests to await.
@@ -138,16 +108,16 @@ pub struct Batch {
     initialize: bool,
 }
 
-fn parse_batch(body: &[u8]) -> Result<Batch, (u16, i64, &'static str)> {
+fn parse_batch(body: &[u8]) -> Result<Batch, Refusal> {
     let value: Value =
-        serde_json::from_slice(body).map_err(|_| (400, PARSE_ERROR, "Parse error"))?;
+        serde_json::from_slice(body).map_err(|_| (400, PARSE_ERROR, "Parse error".into()))?;
     let (messages, is_array) = match value {
         Value::Array(m) => (m, true),
         m @ Value::Object(_) => (vec![m], false),
-        _ => return Err((400, INVALID_REQUEST, "Invalid Request")),
+        _ => return Err((400, INVALID_REQUEST, "Invalid Request".into())),
     };
     if messages.is_empty() || !messages.iter().all(Value::is_object) {
-        return Err((400, INVALID_REQUEST, "Invalid Request"));
+        return Err((400, INVALID_REQUEST, "Invalid Request".into()));
     }
     let mut batch = Batch {
         lines: Vec::new(),
@@ -158,7 +128,7 @@ fn parse_batch(body: &[u8]) -> Result<Batch, (u16, i64, &'static str)> {
     };
     for m in &messages {
         // Compact JSON has no raw newline, so each message is exactly one line.
-        let line = serde_json::to_vec(m).map_err(|_| (400, PARSE_ERROR, "Parse error"))?;
+        let line = serde_json::to_vec(m).map_err(|_| (400, PARSE_ERROR, "Parse error".into()))?;
         batch.lines.extend_from_slice(&line);
         batch.lines.push(b'\n');
         let method = m.get("method").and_then(Value::as_str);
@@ -179,96 +149,58 @@ fn parse_batch(body: &[u8]) -> Result<Batch, (u16, i64, &'static str)> {
     Ok(batch)
 }
 
-async fn post(
-    host: &Shared,
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
-    server: usize,
-    req: Request,
-    close: bool,
-) -> io::Result<()> {
+async fn post(host: &Shared, conn: &mut Conn, server: usize, req: Request) -> io::Result<()> {
     let batch = match parse_batch(&req.body) {
         Ok(b) => b,
-        Err((status, code, why)) => {
-            return refuse(stream, out, status, "null", code, why, close).await
-        }
+        Err(refusal) => return refuse(conn, "null", refusal).await,
     };
+    let first_id = batch.first_id.clone();
     if req.session.is_none() {
         if !batch.initialize || batch.is_array {
-            let why = "Mcp-Session-Id header is required (send initialize first)";
-            return refuse(
-                stream,
-                out,
-                400,
-                &batch.first_id,
-                INVALID_REQUEST,
-                why,
-                close,
-            )
-            .await;
+            let why = "Mcp-Session-Id header is required (send initialize first)".into();
+            return refuse(conn, &first_id, (400, INVALID_REQUEST, why)).await;
         }
-        return initialize(host, stream, out, server, &req, batch, close).await;
+        return initialize(host, conn, server, &req, batch).await;
     }
     let session = match find_session(host, server, &req) {
         Ok(s) => s,
-        Err((status, code, why)) => {
-            return refuse(stream, out, status, &batch.first_id, code, why, close).await
-        }
+        Err(refusal) => return refuse(conn, &first_id, refusal).await,
     };
     if batch.initialize {
-        let why = "initialize is only allowed without a session";
-        return refuse(
-            stream,
-            out,
-            400,
-            &batch.first_id,
-            INVALID_REQUEST,
-            why,
-            close,
-        )
-        .await;
+        let why = "initialize is only allowed without a session".into();
+        return refuse(conn, &first_id, (400, INVALID_REQUEST, why)).await;
     }
     if batch.requests.is_empty() {
+        // Notifications and responses only: nothing to wait for.
         let written = host
             .borrow()
             .sessions
             .get(&session)
             .is_some_and(|s| s.stdin.push(batch.lines));
         if !written {
-            let why = "Session not found";
-            return refuse(stream, out, 404, "null", SESSION_NOT_FOUND, why, close).await;
+            return refuse(conn, "null", not_found()).await;
         }
-        http::empty(out, 202, &[], close);
-        return http::send(stream, out).await;
+        return conn.empty(202, &[]).await;
     }
-    let first_id = batch.first_id.clone();
     let sse = req.accepts_sse;
     if !sse && !req.accepts_json {
-        let why = "Accept must allow application/json or text/event-stream";
-        return refuse(stream, out, 406, &first_id, INVALID_REQUEST, why, close).await;
+        let why = "Accept must allow application/json or text/event-stream".into();
+        return refuse(conn, &first_id, (406, INVALID_REQUEST, why)).await;
     }
     let (timeout, max_timeout) = limits(host, server);
     let exchange = match Exchange::open(host, &session, batch, sse) {
         Ok(x) => x,
-        Err((status, code, why)) => {
-            return refuse(stream, out, status, &first_id, code, &why, close).await
-        }
+        Err(refusal) => return refuse(conn, &first_id, refusal).await,
     };
     if sse {
-        relay_stream(stream, out, &exchange, &[], max_timeout, close).await
-    } else {
-        let answers = exchange.collect(timeout).await;
-        let status = if answers.is_some() { 200 } else { 504 };
-        let body = answers.unwrap_or_else(|| {
-            error_body(
-                &first_id,
-                INTERNAL_ERROR,
-                "stdio server did not answer in time",
-                504,
-            )
-        });
-        http::json(out, status, &body, &[], close);
-        http::send(stream, out).await
+        return relay_stream(conn, &exchange, max_timeout).await;
+    }
+    match exchange.collect(timeout).await {
+        Some(body) => conn.json(200, &body, &[]).await,
+        None => {
+            let why = "stdio server did not answer in time".into();
+            refuse(conn, &first_id, (504, INTERNAL_ERROR, why)).await
+        }
     }
 }
 
@@ -285,12 +217,10 @@ fn limits(host: &Shared, server: usize) -> (Duration, Duration) {
 /// response and the new session's id.
 async fn initialize(
     host: &Shared,
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
+    conn: &mut Conn,
     server: usize,
     req: &Request,
     batch: Batch,
-    close: bool,
 ) -> io::Result<()> {
     let first_id = batch.first_id.clone();
     let (timeout, _) = limits(host, server);
@@ -300,8 +230,7 @@ async fn initialize(
             let retry = format!("Retry-After: {}", wait.as_secs().max(1));
             let why = "stdio server keeps exiting; retry later";
             let body = error_body(&first_id, SERVER_BUSY, why, 503);
-            http::json(out, 503, &body, &[&retry], close);
-            return http::send(stream, out).await;
+            return conn.json(503, &body, &[&retry]).await;
         }
         monoio::time::sleep(wait).await;
     }
@@ -314,8 +243,7 @@ async fn initialize(
     if live >= max {
         let why = format!("stdio server has its maxProcesses ({max}) sessions running");
         let body = error_body(&first_id, SERVER_BUSY, &why, 503);
-        http::json(out, 503, &body, &["Retry-After: 1"], close);
-        return http::send(stream, out).await;
+        return conn.json(503, &body, &["Retry-After: 1"]).await;
     }
     let session = match process::start_session(host, server) {
         Ok(s) => s,
@@ -323,36 +251,31 @@ async fn initialize(
             let server_id = host.borrow().servers.get(server).map(|s| s.id.clone());
             tracing::error!(server = ?server_id, error = %e, "stdio server could not be started");
             host.borrow_mut().record_death(server, Duration::ZERO);
-            let why = format!("stdio server could not be started: {e}");
-            return refuse(stream, out, 502, &first_id, INTERNAL_ERROR, &why, close).await;
+            let why = format!("stdio server could not be started: {e}").into();
+            return refuse(conn, &first_id, (502, INTERNAL_ERROR, why)).await;
         }
     };
     let exchange = match Exchange::open(host, &session, batch, false) {
         Ok(x) => x,
-        Err((status, code, why)) => {
-            return refuse(stream, out, status, &first_id, code, &why, close).await
-        }
+        Err(refusal) => return refuse(conn, &first_id, refusal).await,
     };
-    let Some(event) = exchange.answer(Instant::now() + timeout).await else {
-        drop(exchange);
-        host.borrow_mut().end_session(&session, Ending::InitTimeout);
-        let why = "stdio server did not answer initialize in time";
-        return refuse(stream, out, 504, &first_id, INTERNAL_ERROR, why, close).await;
-    };
-    let line = match event {
-        Answer::Response(line) => line,
-        Answer::Failed(line) => {
-            http::json(out, 502, &line, &[], close);
-            return http::send(stream, out).await;
+    let line = match exchange.answer(Instant::now() + timeout).await {
+        Some(Answer::Response(line)) => line,
+        // The process died first: the error in its place says how.
+        Some(Answer::Failed(line)) => return conn.json(502, &line, &[]).await,
+        None => {
+            drop(exchange);
+            host.borrow_mut().end_session(&session, Ending::InitTimeout);
+            let why = "stdio server did not answer initialize in time".into();
+            return refuse(conn, &first_id, (504, INTERNAL_ERROR, why)).await;
         }
     };
     let session_header = format!("Mcp-Session-Id: {session}");
     if req.accepts_json || !req.accepts_sse {
-        http::json(out, 200, &line, &[&session_header], close);
-        return http::send(stream, out).await;
+        return conn.json(200, &line, &[&session_header]).await;
     }
-    http::stream_head(out, &[&session_header], close);
-    http::event(out, &line);
-    http::stream_end(out);
-    http::send(stream, out).await
+    conn.stream_head(&[&session_header]);
+    conn.event(&line);
+    conn.stream_end();
+    conn.send().await
 }

@@ -139,77 +139,97 @@ pub async fn read_request(
     Ok(req)
 }
 
-/// Writes `out` whole.
-pub async fn send(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
-    let (res, back) = stream.write_all(std::mem::take(out)).await;
-    *out = back;
-    out.clear();
-    res.map(|_| ())
+/// A connection from a shard while one request is answered: the socket, the bytes to
+/// write next, and whether the connection closes after this answer.
+pub struct Conn {
+    pub stream: TcpStream,
+    out: Vec<u8>,
+    pub close: bool,
 }
 
-/// A complete response with a body (`extra`: whole header lines).
-pub fn json(out: &mut Vec<u8>, status: u16, body: &[u8], extra: &[&str], close: bool) {
-    encode::local_response(
-        out,
-        b"",
-        &encode::LocalResponse {
-            status,
-            content_type: "application/json",
-            body,
-            close,
-            request_id: b"",
-            extra,
-        },
-    );
-}
-
-/// A response without a body (202, 204, 405).
-pub fn empty(out: &mut Vec<u8>, status: u16, extra: &[&str], close: bool) {
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", encode::reason(status)).as_bytes());
-    out.extend_from_slice(b"Server: mcp-gateway\r\n");
-    if status != 204 {
-        out.extend_from_slice(b"Content-Length: 0\r\n");
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            out: Vec::with_capacity(8192),
+            close: false,
+        }
     }
-    for line in extra {
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
 
-/// The head of an event stream; events follow as chunks.
-pub fn stream_head(out: &mut Vec<u8>, extra: &[&str], close: bool) {
-    out.extend_from_slice(
-        b"HTTP/1.1 200 OK\r\nServer: mcp-gateway\r\nContent-Type: text/event-stream\r\n\
-          Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
-    );
-    for line in extra {
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    /// Writes what is queued, whole.
+    pub async fn send(&mut self) -> io::Result<()> {
+        let (res, back) = self.stream.write_all(std::mem::take(&mut self.out)).await;
+        self.out = back;
+        self.out.clear();
+        res.map(|_| ())
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+
+    /// Sends a complete JSON response (`extra`: whole header lines).
+    pub async fn json(&mut self, status: u16, body: &[u8], extra: &[&str]) -> io::Result<()> {
+        encode::local_response(
+            &mut self.out,
+            b"",
+            &encode::LocalResponse {
+                status,
+                content_type: "application/json",
+                body,
+                close: self.close,
+                request_id: b"",
+                extra,
+            },
+        );
+        self.send().await
     }
-    out.extend_from_slice(b"\r\n");
-}
 
-/// One `message` event carrying one JSON-RPC message (a line, so it has no newline).
-pub fn event(out: &mut Vec<u8>, message: &[u8]) {
-    let len = b"event: message\ndata: ".len() + message.len() + 2;
-    out.extend_from_slice(format!("{len:x}\r\nevent: message\ndata: ").as_bytes());
-    out.extend_from_slice(message);
-    out.extend_from_slice(b"\n\n\r\n");
-}
+    /// Sends a response without a body (202, 204, 405).
+    pub async fn empty(&mut self, status: u16, extra: &[&str]) -> io::Result<()> {
+        let reason = encode::reason(status);
+        self.out
+            .extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+        self.out.extend_from_slice(b"Server: mcp-gateway\r\n");
+        if status != 204 {
+            self.out.extend_from_slice(b"Content-Length: 0\r\n");
+        }
+        self.end_head(extra);
+        self.send().await
+    }
 
-/// A comment event: keeps the stream warm and finds out whether the peer is still there.
-pub fn comment(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"e\r\n: keep-alive\n\n\r\n");
-}
+    /// Queues the head of an event stream; events follow as chunks.
+    pub fn stream_head(&mut self, extra: &[&str]) {
+        self.out.extend_from_slice(
+            b"HTTP/1.1 200 OK\r\nServer: mcp-gateway\r\nContent-Type: text/event-stream\r\n\
+              Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
+        );
+        self.end_head(extra);
+    }
 
-/// The end of an event stream.
-pub fn stream_end(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"0\r\n\r\n");
+    fn end_head(&mut self, extra: &[&str]) {
+        for line in extra {
+            self.out.extend_from_slice(line.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if self.close {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Queues one `message` event carrying one JSON-RPC message (a line: no newline in it).
+    pub fn event(&mut self, message: &[u8]) {
+        let len = b"event: message\ndata: ".len() + message.len() + 2;
+        self.out
+            .extend_from_slice(format!("{len:x}\r\nevent: message\ndata: ").as_bytes());
+        self.out.extend_from_slice(message);
+        self.out.extend_from_slice(b"\n\n\r\n");
+    }
+
+    /// Queues a comment: keeps the stream warm and finds out whether the shard hung up.
+    pub fn comment(&mut self) {
+        self.out.extend_from_slice(b"e\r\n: keep-alive\n\n\r\n");
+    }
+
+    /// Queues the end of an event stream.
+    pub fn stream_end(&mut self) {
+        self.out.extend_from_slice(b"0\r\n\r\n");
+    }
 }

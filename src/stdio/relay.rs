@@ -6,12 +6,11 @@
 //! breaking, its registrations are undone) and the event-stream loops with their keep-alive
 //! comments. Must not: hold the host's borrow across an await.
 
-use super::exchange::{find_session, refuse, Batch, INVALID_REQUEST, SESSION_NOT_FOUND};
+use super::exchange::{find_session, not_found, refuse, Batch, Refusal, INVALID_REQUEST};
 use super::host::Shared;
-use super::http::{self, Request};
+use super::http::{Conn, Request};
 use super::mailbox::Mailbox;
 use super::session::{error_line, Event, Outgoing, INTERNAL_ERROR};
-use monoio::net::TcpStream;
 use std::collections::HashSet;
 use std::io;
 use std::time::{Duration, Instant};
@@ -44,10 +43,9 @@ impl Exchange {
         session: &str,
         batch: Batch,
         stream: bool,
-    ) -> Result<Exchange, (u16, i64, String)> {
+    ) -> Result<Exchange, Refusal> {
         let mut h = host.borrow_mut();
         let n = stream.then(|| h.next_stream());
-        let not_found = || (404, SESSION_NOT_FOUND, "Session not found".to_string());
         let s = h.sessions.get_mut(session).ok_or_else(not_found)?;
         if s.stdin.is_closed() {
             return Err(not_found());
@@ -62,7 +60,7 @@ impl Exchange {
         let sink = Mailbox::default();
         s.register(&requests, &sink, n).map_err(|id| {
             let why = format!("request id {id} is already in flight in this session");
-            (400, INVALID_REQUEST, why)
+            (400, INVALID_REQUEST, why.into())
         })?;
         s.stdin.push(batch.lines);
         drop(h);
@@ -128,15 +126,12 @@ impl Drop for Exchange {
 /// Answers a POST as an event stream: every message for this exchange as it comes, until
 /// each request has its response (or `max_timeout` passes: then errors in their place).
 pub async fn relay_stream(
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
+    conn: &mut Conn,
     exchange: &Exchange,
-    extra: &[&str],
     max_timeout: Duration,
-    close: bool,
 ) -> io::Result<()> {
-    http::stream_head(out, extra, close);
-    http::send(stream, out).await?;
+    conn.stream_head(&[]);
+    conn.send().await?;
     let deadline = Instant::now() + max_timeout;
     let mut waiting: HashSet<&str> = exchange.requests.iter().map(|r| r.id.as_str()).collect();
     while !waiting.is_empty() {
@@ -144,7 +139,7 @@ pub async fn relay_stream(
         if now >= deadline {
             for id in &waiting {
                 let why = "stdio server did not answer within maxTimeout";
-                http::event(out, &error_line(id, INTERNAL_ERROR, why));
+                conn.event(&error_line(id, INTERNAL_ERROR, why));
             }
             break;
         }
@@ -153,22 +148,22 @@ pub async fn relay_stream(
                 let mut next = Some(first);
                 while let Some(event) = next {
                     match event {
-                        Event::Message(line) => http::event(out, &line),
+                        Event::Message(line) => conn.event(&line),
                         Event::Response { id, line } | Event::Failed { id, line } => {
                             waiting.remove(id.as_str());
-                            http::event(out, &line);
+                            conn.event(&line);
                         }
                     }
                     next = exchange.sink.try_recv();
                 }
             }
             Ok(None) => break,
-            Err(_) => http::comment(out),
+            Err(_) => conn.comment(),
         }
-        http::send(stream, out).await?;
+        conn.send().await?;
     }
-    http::stream_end(out);
-    http::send(stream, out).await
+    conn.stream_end();
+    conn.send().await
 }
 
 /// Undoes a GET stream's attachment when it ends.
@@ -190,23 +185,14 @@ impl Drop for GetGuard {
 
 /// The GET stream: server messages not tied to a request, until the session ends or a
 /// newer GET of the same session replaces it.
-pub async fn get(
-    host: &Shared,
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
-    server: usize,
-    req: &Request,
-    close: bool,
-) -> io::Result<()> {
+pub async fn get(host: &Shared, conn: &mut Conn, server: usize, req: &Request) -> io::Result<()> {
     let session = match find_session(host, server, req) {
         Ok(s) => s,
-        Err((status, code, why)) => {
-            return refuse(stream, out, status, "null", code, why, close).await
-        }
+        Err(refusal) => return refuse(conn, "null", refusal).await,
     };
     if !req.accepts_sse {
-        let why = "Accept must allow text/event-stream";
-        return refuse(stream, out, 406, "null", INVALID_REQUEST, why, close).await;
+        let why = "Accept must allow text/event-stream".into();
+        return refuse(conn, "null", (406, INVALID_REQUEST, why)).await;
     }
     let sink = Mailbox::default();
     let n = {
@@ -222,24 +208,24 @@ pub async fn get(
         session,
         n,
     };
-    http::stream_head(out, &[], close);
-    http::send(stream, out).await?;
+    conn.stream_head(&[]);
+    conn.send().await?;
     loop {
         match monoio::time::timeout(KEEP_ALIVE, sink.recv()).await {
             Ok(Some(first)) => {
                 let mut next = Some(first);
                 while let Some(event) = next {
                     if let Event::Message(line) = event {
-                        http::event(out, &line);
+                        conn.event(&line);
                     }
                     next = sink.try_recv();
                 }
             }
             Ok(None) => break,
-            Err(_) => http::comment(out),
+            Err(_) => conn.comment(),
         }
-        http::send(stream, out).await?;
+        conn.send().await?;
     }
-    http::stream_end(out);
-    http::send(stream, out).await
+    conn.stream_end();
+    conn.send().await
 }

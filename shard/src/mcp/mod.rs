@@ -5,5 +5,7 @@
 //! while it rewrites a response head.
 
 pub mod headers;
+pub mod legacy;
 pub mod route;
 pub mod session;
+pub mod sse_event;

@@ -22,6 +22,9 @@ const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + 4 + 8;
 /// Binds tokens to their purpose: a token sealed for anything else will not open.
 const AAD: &[u8] = b"mcp-gateway session v1";
+/// The purpose of legacy SSE message-endpoint tokens (`/sse/{id}/message?t=...`): they carry
+/// the upstream's endpoint path instead of a session id, and never open as session tokens.
+const ENDPOINT_AAD: &[u8] = b"mcp-gateway sse endpoint v1";
 /// Upstream session ids longer than this are refused (tokens stay well under 200 bytes
 /// for ids up to 100 bytes; ids are usually UUIDs, 36 bytes).
 pub const MAX_UPSTREAM_SESSION: usize = 256;
@@ -123,6 +126,36 @@ impl SessionCodec {
         upstream_session: &[u8],
         now_unix: u64,
     ) -> Result<String, TokenError> {
+        self.seal_for(AAD, replica, upstream_session, now_unix)
+    }
+
+    /// Opens a token a client sent back.
+    pub fn open(&self, token: &[u8], now_unix: u64) -> Result<Opened, TokenError> {
+        self.open_for(AAD, token, now_unix)
+    }
+
+    /// A legacy SSE message-endpoint token: `replica` and its endpoint path and query.
+    pub fn seal_endpoint(
+        &mut self,
+        replica: u64,
+        endpoint: &[u8],
+        now_unix: u64,
+    ) -> Result<String, TokenError> {
+        self.seal_for(ENDPOINT_AAD, replica, endpoint, now_unix)
+    }
+
+    /// Opens a message-endpoint token (`upstream_session` is the endpoint path and query).
+    pub fn open_endpoint(&self, token: &[u8], now_unix: u64) -> Result<Opened, TokenError> {
+        self.open_for(ENDPOINT_AAD, token, now_unix)
+    }
+
+    fn seal_for(
+        &mut self,
+        aad: &'static [u8],
+        replica: u64,
+        upstream_session: &[u8],
+        now_unix: u64,
+    ) -> Result<String, TokenError> {
         if upstream_session.len() > MAX_UPSTREAM_SESSION {
             return Err(TokenError::TooLong);
         }
@@ -139,7 +172,7 @@ impl SessionCodec {
         plain[HEADER_LEN..].copy_from_slice(upstream_session);
         let cipher = self.cipher.as_ref().ok_or(TokenError::TooLong)?;
         let tag = cipher
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), plain)
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), plain)
             .map_err(|_| TokenError::TooLong)?;
         let tag = tag.as_ref();
         let end = NONCE_LEN + plain_len;
@@ -147,8 +180,12 @@ impl SessionCodec {
         Ok(URL_SAFE_NO_PAD.encode(&raw[..end + TAG_LEN]))
     }
 
-    /// Opens a token a client sent back.
-    pub fn open(&self, token: &[u8], now_unix: u64) -> Result<Opened, TokenError> {
+    fn open_for(
+        &self,
+        aad: &'static [u8],
+        token: &[u8],
+        now_unix: u64,
+    ) -> Result<Opened, TokenError> {
         let mut raw = [0u8; MAX_RAW + 3];
         let len = URL_SAFE_NO_PAD
             .decode_slice(token, &mut raw)
@@ -163,7 +200,7 @@ impl SessionCodec {
         let plain = cipher
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(AAD),
+                Aad::from(aad),
                 sealed,
             )
             .map_err(|_| TokenError::Forged)?;
@@ -237,6 +274,26 @@ mod tests {
         assert_eq!(a.open(token.as_bytes(), NOW + 61), Err(TokenError::Expired));
         assert_eq!(a.open(b"not a token!", NOW), Err(TokenError::Malformed));
         assert_eq!(a.open(b"", NOW), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn endpoint_and_session_tokens_do_not_open_as_each_other() {
+        let mut a = SessionCodec::new(b"0123456789abcdef", 60);
+        let endpoint = a
+            .seal_endpoint(9, b"/messages/?session_id=ab", NOW)
+            .unwrap();
+        let session = a.seal(9, b"ab", NOW).unwrap();
+        assert_eq!(
+            a.open_endpoint(endpoint.as_bytes(), NOW)
+                .unwrap()
+                .upstream_session,
+            b"/messages/?session_id=ab"
+        );
+        assert_eq!(a.open(endpoint.as_bytes(), NOW), Err(TokenError::Forged));
+        assert_eq!(
+            a.open_endpoint(session.as_bytes(), NOW),
+            Err(TokenError::Forged)
+        );
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! The I/O halves of the legacy HTTP+SSE transport (see `mcp::legacy` for the rules):
+//! reading a pass-through stream up to its `endpoint` event to rewrite it, and passing a
+//! bridged request to this process's SSE bridge and its answer back.
+//!
+//! Owns: those two copy loops. Must not: decide routes or tokens (`mcp::legacy`), or keep
+//! state between requests.
+
+use crate::connection::Conn;
+use crate::error::GatewayError;
+use crate::http::BodyFraming;
+use crate::mcp::legacy::{self, LegacyStream, Scan, MAX_ENDPOINT_PREFIX};
+use crate::relay::{self, read_append, BodyLeft, RelayError};
+use crate::state::{Shard, BUFFER_SIZE};
+use crate::stream::{self, StreamLimits};
+use monoio::net::TcpStream;
+use std::time::Duration;
+
+/// Response heads from the bridge are small; a longer one is a bridge fault.
+const MAX_BRIDGE_HEAD: usize = 16 * 1024;
+
+/// Reads a pass-through stream's body until its `endpoint` event is complete, and appends
+/// the payload so far to `out` (which holds the client's response head) with that event
+/// rewritten. The body goes to the client without chunked framing, ended by closing, since
+/// the rewrite changes its length. Returns how many bytes were read past the body's end.
+pub async fn endpoint_prefix(
+    shard: &Shard,
+    stream: &LegacyStream,
+    up: &mut TcpStream,
+    ubuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    left: &mut BodyLeft,
+    idle: Duration,
+) -> Result<usize, RelayError> {
+    let mut pending = Vec::new();
+    let mut from = 0;
+    loop {
+        let (n, send) = left.take_unchunked(&mut ubuf[..])?;
+        pending.extend_from_slice(&ubuf[..send]);
+        let extra = ubuf.len() - n;
+        ubuf.copy_within(n.., 0);
+        ubuf.truncate(extra);
+        match legacy::scan(&pending, from) {
+            Scan::Endpoint { start, end } => {
+                out.extend_from_slice(&pending[..start]);
+                if legacy::rewrite_endpoint(&pending[start..end], stream, shard, out).is_none() {
+                    tracing::warn!(shard = shard.id, upstream = %stream.id, "unusable endpoint event: passed unchanged");
+                    out.extend_from_slice(&pending[start..end]);
+                }
+                out.extend_from_slice(&pending[end..]);
+                return Ok(extra);
+            }
+            Scan::More { from: next } => from = next,
+        }
+        if left.is_done() || pending.len() > MAX_ENDPOINT_PREFIX {
+            tracing::warn!(shard = shard.id, upstream = %stream.id, "no endpoint event at the start of a legacy SSE stream");
+            out.extend_from_slice(&pending);
+            return Ok(extra);
+        }
+        match monoio::time::timeout(idle, read_append(up, ubuf, BUFFER_SIZE)).await {
+            Err(_) => return Err(RelayError::Timeout),
+            Ok(Err(e)) => return Err(RelayError::Read(e)),
+            Ok(Ok(0)) if matches!(left, BodyLeft::UntilClose) => {
+                *left = BodyLeft::Done;
+                out.extend_from_slice(&pending);
+                return Ok(0);
+            }
+            Ok(Ok(0)) => return Err(RelayError::Read(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// How a bridged exchange ended.
+pub enum BridgeEnd {
+    /// The bridge answered with this status; this many bytes went to the client.
+    Answered { status: u16, bytes: u64 },
+    /// Nothing went to the client yet: answer with this error.
+    Failed(GatewayError),
+    /// The client went away, or the relay broke after the head went out.
+    Cut,
+}
+
+/// Sends the request (its head already in `out`, its body still on `conn`) to the bridge
+/// and relays the bridge's answer until the bridge closes. The client connection closes
+/// after it: the bridge's answers are ended by closing.
+pub async fn bridge(
+    shard: &Shard,
+    conn: &mut Conn,
+    framing: BodyFraming,
+    expect_continue: bool,
+    out: &mut Vec<u8>,
+) -> BridgeEnd {
+    let limits = &shard.config.server.limits;
+    let gone = |e: std::io::Error| {
+        BridgeEnd::Failed(GatewayError::UpstreamConnect {
+            upstream: "sse-bridge".into(),
+            reason: e.to_string(),
+        })
+    };
+    let Some(addr) = shard.sse_bridge else {
+        return BridgeEnd::Failed(GatewayError::NoHealthyUpstream);
+    };
+    let mut bridge =
+        match monoio::time::timeout(limits.header_timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return gone(e),
+            Err(_) => return gone(std::io::ErrorKind::TimedOut.into()),
+        };
+    let _ = bridge.set_nodelay(true);
+    let mut body_left = match framing {
+        BodyFraming::Length(n) => BodyLeft::Bytes(n),
+        BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
+        BodyFraming::Empty | BodyFraming::UntilClose => BodyLeft::Done,
+    };
+    let arrived = &conn.rbuf[conn.rpos..];
+    let Ok(n) = body_left.take(arrived) else {
+        return BridgeEnd::Failed(GatewayError::BadRequest("malformed chunked body"));
+    };
+    out.extend_from_slice(&arrived[..n]);
+    conn.rpos += n;
+    if let Err(e) = relay::write_all(&mut bridge, out).await {
+        return gone(e);
+    }
+    if !body_left.is_done() {
+        if expect_continue {
+            let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            if relay::write_all(&mut conn.stream, &mut cont).await.is_err() {
+                return BridgeEnd::Cut;
+            }
+        }
+        conn.rbuf.clear();
+        conn.rpos = 0;
+        let idle = Some(limits.header_timeout);
+        let max = limits.max_body_bytes;
+        let relayed = relay::relay(
+            &mut conn.stream,
+            &mut bridge,
+            &mut conn.rbuf,
+            &mut body_left,
+            idle,
+            max,
+            false,
+        )
+        .await;
+        match relayed {
+            Ok(_) => {}
+            Err(RelayError::TooLarge) => {
+                return BridgeEnd::Failed(GatewayError::BodyTooLarge { limit: max })
+            }
+            Err(RelayError::Framing) => {
+                return BridgeEnd::Failed(GatewayError::BadRequest("malformed chunked body"))
+            }
+            Err(RelayError::Write(e)) => return gone(e),
+            Err(_) => return BridgeEnd::Cut,
+        }
+    }
+    // The answer's head, for its status; then everything as it comes until the bridge closes.
+    out.clear();
+    loop {
+        if out.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if out.len() > MAX_BRIDGE_HEAD {
+            return gone(std::io::ErrorKind::InvalidData.into());
+        }
+        match read_append(&mut bridge, out, BUFFER_SIZE).await {
+            Ok(0) => return gone(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) => return gone(e),
+        }
+    }
+    let status = std::str::from_utf8(out.get(9..12).unwrap_or(b""))
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(502);
+    let mut bytes = out.len() as u64;
+    if relay::write_all(&mut conn.stream, out).await.is_err() {
+        return BridgeEnd::Cut;
+    }
+    let limits = StreamLimits {
+        keep_alive: shard.config.server.sse_keep_alive,
+        progress_timeout: None,
+        hard_deadline: None,
+    };
+    let mut left = BodyLeft::UntilClose;
+    match stream::relay_events(&mut bridge, conn, out, &mut left, false, &limits).await {
+        Ok(r) => bytes += r.bytes,
+        Err(_) => return BridgeEnd::Cut,
+    }
+    BridgeEnd::Answered { status, bytes }
+}
