@@ -30,6 +30,28 @@ pub struct Conn {
     pub rpos: usize,
 }
 
+/// Why a request body could not be buffered whole.
+pub enum BufferError {
+    Timeout,
+    Gone,
+}
+
+impl Conn {
+    /// Reads until `len` bytes after `rpos` are in the buffer (the caller bounds `len`).
+    pub async fn buffer_body(&mut self, len: usize, deadline: Instant) -> Result<(), BufferError> {
+        while self.rbuf.len() - self.rpos < len {
+            let want = len - (self.rbuf.len() - self.rpos);
+            let read = read_append(&mut self.stream, &mut self.rbuf, want);
+            match monoio::time::timeout_at(deadline, read).await {
+                Err(_) => return Err(BufferError::Timeout),
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(BufferError::Gone),
+                Ok(Ok(_)) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 enum Next {
     Request(Box<Prepared>),
     Refuse(GatewayError),

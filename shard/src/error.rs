@@ -48,13 +48,27 @@ pub enum GatewayError {
     NotAcceptable,
     #[error("Session not found ({0})")]
     SessionNotFound(crate::mcp::session::TokenError),
+    /// The 2026-07-28 routing headers disagree with each other or with the body.
+    #[error("{0}")]
+    HeaderMismatch(&'static str),
+    #[error("denied by the gateway's policy for this server: {0}")]
+    PolicyDenied(String),
+    #[error("the request body is not valid JSON")]
+    BadJson,
+    /// A body the gateway must inspect came without a length.
+    #[error("this server's policy needs a request body with Content-Length")]
+    LengthRequired,
 }
 
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::BadRequest(_) | GatewayError::UnsupportedProtocolVersion => 400,
-            GatewayError::Forbidden(_) => 403,
+            GatewayError::BadRequest(_)
+            | GatewayError::UnsupportedProtocolVersion
+            | GatewayError::HeaderMismatch(_)
+            | GatewayError::BadJson => 400,
+            GatewayError::Forbidden(_) | GatewayError::PolicyDenied(_) => 403,
+            GatewayError::LengthRequired => 411,
             GatewayError::NotAcceptable => 406,
             GatewayError::SessionNotFound(_) => 404,
             GatewayError::HeadersTooLarge { .. } => 431,
@@ -79,7 +93,11 @@ impl GatewayError {
             | GatewayError::Forbidden(_)
             | GatewayError::UnsupportedProtocolVersion
             | GatewayError::NotAcceptable
-            | GatewayError::SessionNotFound(_) => Side::Downstream,
+            | GatewayError::SessionNotFound(_)
+            | GatewayError::HeaderMismatch(_)
+            | GatewayError::PolicyDenied(_)
+            | GatewayError::BadJson
+            | GatewayError::LengthRequired => Side::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
@@ -130,6 +148,9 @@ impl GatewayError {
             GatewayError::UnsupportedProtocolVersion => ErrorKind::UnsupportedProtocolVersion,
             GatewayError::NotAcceptable => ErrorKind::NotAcceptable,
             GatewayError::SessionNotFound(_) => ErrorKind::SessionNotFound,
+            GatewayError::HeaderMismatch(_) => ErrorKind::HeaderMismatch,
+            GatewayError::PolicyDenied(_) => ErrorKind::PolicyDenied,
+            GatewayError::BadJson | GatewayError::LengthRequired => ErrorKind::BadRequest,
         }
     }
 
@@ -137,7 +158,13 @@ impl GatewayError {
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
             GatewayError::SessionNotFound(_) => -32001,
-            GatewayError::BadRequest(_)
+            // The spec's HEADER_MISMATCH.
+            GatewayError::HeaderMismatch(_) => -32020,
+            GatewayError::BadJson => -32700,
+            // Server-defined range: refused by the gateway's authorization.
+            GatewayError::PolicyDenied(_) => -32003,
+            GatewayError::LengthRequired
+            | GatewayError::BadRequest(_)
             | GatewayError::UnsupportedProtocolVersion
             | GatewayError::NotAcceptable => -32600,
             _ => -32603,
@@ -163,10 +190,12 @@ pub enum ErrorKind {
     UnsupportedProtocolVersion,
     NotAcceptable,
     SessionNotFound,
+    HeaderMismatch,
+    PolicyDenied,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::BadRequest,
         ErrorKind::HeadersTooLarge,
         ErrorKind::BodyTooLarge,
@@ -182,6 +211,8 @@ impl ErrorKind {
         ErrorKind::UnsupportedProtocolVersion,
         ErrorKind::NotAcceptable,
         ErrorKind::SessionNotFound,
+        ErrorKind::HeaderMismatch,
+        ErrorKind::PolicyDenied,
     ];
 
     pub fn label(self) -> &'static str {
@@ -201,6 +232,8 @@ impl ErrorKind {
             ErrorKind::UnsupportedProtocolVersion => "unsupported_protocol_version",
             ErrorKind::NotAcceptable => "not_acceptable",
             ErrorKind::SessionNotFound => "session_not_found",
+            ErrorKind::HeaderMismatch => "header_mismatch",
+            ErrorKind::PolicyDenied => "policy_denied",
         }
     }
 

@@ -4,7 +4,8 @@
 //! (io_uring, or epoll as a logged fallback) with its own `SO_REUSEPORT` listener, upstream
 //! pools and metrics. Shards share nothing per request; they talk to the management shard
 //! only through `crossbeam` channels at a tick (see [`messages`]).
-#![forbid(unsafe_code)]
+// One audited exception: `relay::quick_ack` sets a socket option monoio does not expose.
+#![deny(unsafe_code)]
 
 pub mod balancer;
 pub mod connection;
@@ -20,6 +21,7 @@ pub mod relay;
 pub mod router;
 pub mod runtime;
 pub mod state;
+pub mod sticky;
 pub mod stream;
 pub mod upstream;
 pub mod worker;

@@ -43,4 +43,7 @@ pub type HealthMap = Arc<Vec<bool>>;
 pub enum ShardCommand {
     Pages(Arc<Pages>),
     Health(HealthMap),
+    /// Per upstream: whether it speaks the stateless 2026-07-28 revision, as probed with
+    /// `server/discover` (`None`: not probed or no clear answer).
+    Revisions(Arc<Vec<Option<bool>>>),
 }

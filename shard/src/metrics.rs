@@ -42,7 +42,13 @@ pub struct Counters {
     pub upstream_retries: u64,
     /// The gateway's own pages served (the management shard re-renders them when read).
     pub pages_served: u64,
+    /// MCP requests by method (from `Mcp-Method`, or from a body the gateway had to read),
+    /// in the order of `mcp::stateless::METHODS`, then `other`.
+    pub mcp_methods: [u64; MCP_METHOD_SLOTS],
 }
+
+/// One slot per named method plus `other`.
+pub const MCP_METHOD_SLOTS: usize = crate::mcp::stateless::METHODS.len() + 1;
 
 impl Counters {
     pub fn add(&mut self, o: &Counters) {
@@ -62,6 +68,9 @@ impl Counters {
         self.upstream_reuses += o.upstream_reuses;
         self.upstream_retries += o.upstream_retries;
         self.pages_served += o.pages_served;
+        for (t, v) in self.mcp_methods.iter_mut().zip(o.mcp_methods) {
+            *t += v;
+        }
     }
 }
 
@@ -149,6 +158,13 @@ impl ShardMetrics {
             self.delta.counts.upstream_reuses += 1;
         } else {
             self.delta.counts.upstream_connects += 1;
+        }
+    }
+
+    /// An MCP request whose method is known, by its `mcp::stateless::method_index` slot.
+    pub fn mcp_method(&mut self, slot: usize) {
+        if let Some(count) = self.delta.counts.mcp_methods.get_mut(slot) {
+            *count += 1;
         }
     }
 

@@ -10,13 +10,14 @@
 //! Owns: the order of phases and the keep-alive decision. Must not: parse bytes itself
 //! (`http`), pick replicas (`balancer`), or manage sockets of the pool (`upstream`, `pool`).
 
-use crate::connection::Conn;
+use crate::connection::{BufferError, Conn};
 use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::http::request::RequestHead;
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
 use crate::legacy_sse::{self, BridgeEnd};
 use crate::mcp;
+use crate::mcp::inspect::Refusal;
 use crate::mcp::legacy::LegacyPlan;
 use crate::mcp::route::{McpPlan, McpReply};
 use crate::relay::{self, BodyLeft};
@@ -26,6 +27,9 @@ use crate::upstream::{self, Exchange};
 use mcp_gateway_config::Upstream;
 use monoio::time::Instant;
 use std::rc::Rc;
+
+/// Bodies up to this size are read whole before going upstream (see `proxy`).
+const REPLAYABLE_BODY: u64 = 64 * 1024;
 
 /// A client-supplied `X-Request-Id` is kept up to this length; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 64;
@@ -100,6 +104,10 @@ pub struct Prepared {
     pub jsonrpc: bool,
     /// An allowed browser `Origin` on an MCP path: CORS headers on the answer.
     pub cors_origin: Option<Vec<u8>>,
+    /// The body must be read and checked (a server policy) before it goes upstream.
+    pub body_check: Option<mcp::stateless::BodyCheck>,
+    /// `loadBalancer.sticky`: the `Set-Cookie` value naming the chosen upstream.
+    pub set_cookie: Option<String>,
     /// A legacy SSE stream whose `endpoint` event is rewritten on its way back.
     pub legacy: Option<mcp::legacy::LegacyStream>,
 }
@@ -111,6 +119,8 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let mut out = shard.take_buffer();
     let limits = &shard.config.server.limits;
     let mut mcp = None;
+    let mut body_check = None;
+    let mut set_cookie = None;
     let (mut legacy, mut endpoint) = (None, None);
     let route = router::route(head.method, head.target, &shard.routes);
     let jsonrpc = matches!(
@@ -168,14 +178,25 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                 upstream,
                 session,
                 reply,
+                body_check: check,
             }) => {
                 mcp = Some(reply);
+                body_check = check;
                 (Action::Proxy { upstream }, rest, session)
             }
             Err(e) => (Action::Reject(e), "", None),
         },
-        Route::Default => match shard.pick_default() {
-            Some(upstream) => (Action::Proxy { upstream }, head.target, None),
+        Route::Default => match crate::sticky::pick_default(head, shard) {
+            Some(pick) => {
+                set_cookie = pick.set_cookie;
+                (
+                    Action::Proxy {
+                        upstream: pick.upstream,
+                    },
+                    head.target,
+                    None,
+                )
+            }
             None => (Action::Reject(GatewayError::NoHealthyUpstream), "", None),
         },
     };
@@ -220,6 +241,8 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         mcp,
         jsonrpc,
         cors_origin,
+        body_check,
+        set_cookie,
         legacy,
     }
 }
@@ -560,6 +583,35 @@ async fn proxy(
 ) -> bool {
     let upstream = &shard.config.upstreams[index];
     let max_body = shard.config.server.limits.max_body_bytes;
+    // A small body is read whole before an upstream connection is chosen, so the request
+    // can be replayed if a pooled connection turns out to have been closed by the upstream
+    // (clients often send the body in a second segment).
+    if let BodyFraming::Length(n) = p.framing {
+        if n <= REPLAYABLE_BODY && p.body_check.is_none() && !p.expect_continue {
+            let deadline = Instant::now() + shard.config.server.limits.header_timeout;
+            match conn.buffer_body(n as usize, deadline).await {
+                Ok(()) => {}
+                Err(BufferError::Gone) => return false,
+                Err(BufferError::Timeout) => {
+                    let err = GatewayError::HeaderTimeout;
+                    return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+                }
+            }
+        }
+    }
+    if let Some(check) = &p.body_check {
+        let wait = shard.config.server.limits.header_timeout;
+        let checked = mcp::inspect::check(shard, conn, p.framing, check, index, wait).await;
+        let (err, keep_alive) = match checked {
+            Ok(()) => (None, false),
+            Err(Refusal::Gone) => return false,
+            Err(Refusal::Consumed(err)) => (Some(err), p.keep_alive),
+            Err(Refusal::Unread(err)) => (Some(err), false),
+        };
+        if let Some(err) = err {
+            return respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await;
+        }
+    }
     // The part of the body that came with the head travels in the same write as the head.
     let mut body_left = match p.framing {
         BodyFraming::Length(n) => BodyLeft::Bytes(n),
@@ -607,6 +659,7 @@ async fn proxy(
         mcp: p.mcp.as_ref(),
         cors_origin: p.cors_origin.as_deref(),
         legacy: p.legacy.as_ref(),
+        set_cookie: p.set_cookie.as_deref(),
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);

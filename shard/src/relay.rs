@@ -231,3 +231,24 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     *buf = owned;
     res.map(|_| ())
 }
+
+/// Acknowledges what was read from `stream` at once. An upstream that writes a response in
+/// pieces without `TCP_NODELAY` (Nagle) holds each small piece until the previous one is
+/// acknowledged, and Linux delays that ACK by up to 40 ms: every stalled piece of a response
+/// or event stream would cost that much. Setting `TCP_QUICKACK` sends the pending ACK now;
+/// the kernel clears it again by itself, so it is set after each partial read.
+#[allow(unsafe_code)]
+pub fn quick_ack(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

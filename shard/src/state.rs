@@ -44,7 +44,17 @@ pub struct Shard {
     request_id_seed: u64,
     /// Spare output buffers, so an idle connection holds only its read buffer.
     buffers: RefCell<Vec<Vec<u8>>>,
+    /// Per upstream: until when it is taken to predate the stateless revision (it refused a
+    /// 2026-07-28 request), so stateless requests to its group go to other replicas.
+    predates_stateless: RefCell<Vec<Option<std::time::Instant>>>,
+    /// Per upstream: whether the management shard's `server/discover` probe found it speaks
+    /// the stateless revision.
+    probed_stateless: RefCell<Arc<Vec<Option<bool>>>>,
 }
+
+/// How long a replica that refused a stateless request is passed over for them: long
+/// enough to spare clients repeated failures, short enough to notice an upgrade.
+const REVISION_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Output and upstream buffers start at this size and are reused between requests.
 pub const BUFFER_SIZE: usize = 8 * 1024;
@@ -109,6 +119,8 @@ impl Shard {
             request_seq: Cell::new(0),
             request_id_seed: seed,
             buffers: RefCell::new(Vec::new()),
+            predates_stateless: RefCell::new(vec![None; config.upstreams.len()]),
+            probed_stateless: RefCell::new(Arc::new(Vec::new())),
             routes,
             config,
         }
@@ -130,20 +142,42 @@ impl Shard {
         group.get(pos).copied()
     }
 
-    /// Picks a healthy replica of a group, for a request that starts a session.
-    pub fn pick_in_group(&self, group: usize) -> Option<usize> {
+    /// Picks a healthy replica of a group, for a request that starts a session or needs
+    /// none. A `stateless` (2026-07-28) request avoids replicas that lately refused one,
+    /// unless no other is up: a group may mix revisions.
+    pub fn pick_in_group(&self, group: usize, stateless: bool) -> Option<usize> {
         let members = &self.routes.groups.get(group)?.members;
         let health = self.health.borrow();
-        let pos = self
-            .group_selectors
-            .borrow_mut()
-            .get_mut(group)?
-            .next(|pos| {
-                members
-                    .get(pos)
-                    .is_some_and(|i| health.get(*i).copied().unwrap_or(false))
-            })?;
+        let up = |i: usize| health.get(i).copied().unwrap_or(false);
+        let mut selectors = self.group_selectors.borrow_mut();
+        let selector = selectors.get_mut(group)?;
+        if stateless {
+            let now = std::time::Instant::now();
+            let old = self.predates_stateless.borrow();
+            let probed = self.probed_stateless.borrow();
+            let current = |i: usize| {
+                old.get(i).copied().flatten().is_none_or(|t| t <= now)
+                    && probed.get(i).copied().flatten() != Some(false)
+            };
+            let pos = selector.next(|pos| members.get(pos).is_some_and(|i| up(*i) && current(*i)));
+            if let Some(pos) = pos {
+                return members.get(pos).copied();
+            }
+        }
+        let pos = selector.next(|pos| members.get(pos).is_some_and(|i| up(*i)))?;
         members.get(pos).copied()
+    }
+
+    /// What the answer to a stateless (2026-07-28) request says about the replica: a 400
+    /// is how servers of earlier revisions refuse an unknown `MCP-Protocol-Version`.
+    pub fn learn_revision(&self, upstream: usize, status: u16) {
+        if let Some(slot) = self.predates_stateless.borrow_mut().get_mut(upstream) {
+            match status {
+                200..=299 => *slot = None,
+                400 => *slot = Some(std::time::Instant::now() + REVISION_MEMORY),
+                _ => {}
+            }
+        }
     }
 
     /// A fresh request id: 16 hex digits, unique per shard, unlikely to repeat across runs.
@@ -178,6 +212,7 @@ impl Shard {
         match command {
             ShardCommand::Pages(pages) => *self.pages.borrow_mut() = pages,
             ShardCommand::Health(health) => *self.health.borrow_mut() = health,
+            ShardCommand::Revisions(revisions) => *self.probed_stateless.borrow_mut() = revisions,
         }
     }
 

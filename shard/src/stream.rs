@@ -138,6 +138,7 @@ pub async fn relay_events(
                     }
                     return Err(RelayError::Read(std::io::ErrorKind::UnexpectedEof.into()));
                 }
+                crate::relay::quick_ack(up);
                 let mut saw_progress = false;
                 let mut note = |payload: &[u8]| {
                     if payload.len() >= 2 {

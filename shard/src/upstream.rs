@@ -50,6 +50,8 @@ pub struct Exchange<'a> {
     pub cors_origin: Option<&'a [u8]>,
     /// A legacy SSE stream: its `endpoint` event is rewritten to point through the gateway.
     pub legacy: Option<&'a LegacyStream>,
+    /// `loadBalancer.sticky`: a `Set-Cookie` value to add to the response.
+    pub set_cookie: Option<&'a str>,
 }
 
 pub struct Completed {
@@ -272,6 +274,9 @@ impl Exchange<'_> {
                 }
             }
         };
+        if self.mcp.is_some_and(|m| m.stateless) {
+            self.shard.learn_revision(self.index, status);
+        }
         // The body part that came with the head goes out in the same write.
         let mut extra = match self.legacy.filter(|_| rewrite_endpoint) {
             Some(legacy) => {
@@ -300,13 +305,14 @@ impl Exchange<'_> {
             return Err(Attempt::Fatal(Failure::ClientGone));
         }
         if !resp_left.is_done() {
+            relay::quick_ack(up);
+            // A tool call's stream is timed by progress; a subscription stream is not.
+            let timed = self.is_post && !self.mcp.is_some_and(|m| m.listen);
             let relayed = if event_stream {
                 let limits = StreamLimits {
                     keep_alive: self.shard.config.server.sse_keep_alive,
-                    progress_timeout: self.is_post.then_some(self.upstream.timeout),
-                    hard_deadline: self
-                        .is_post
-                        .then(|| self.started + self.upstream.max_timeout),
+                    progress_timeout: timed.then_some(self.upstream.timeout),
+                    hard_deadline: timed.then(|| self.started + self.upstream.max_timeout),
                 };
                 stream::relay_events(up, conn, ubuf, &mut resp_left, unchunk, &limits).await
             } else {
@@ -393,6 +399,7 @@ impl Exchange<'_> {
             session_token: session_token.as_deref(),
             cors_origin: self.cors_origin,
             drop_length: rewrite_endpoint,
+            set_cookie: self.set_cookie,
         };
         write_client_head(out, &head, &rewrite);
         let facts = ResponseFacts {
@@ -475,6 +482,8 @@ struct HeadRewrite<'a> {
     cors_origin: Option<&'a [u8]>,
     /// The body's length changes (a rewritten legacy stream): `Content-Length` is dropped.
     drop_length: bool,
+    /// `loadBalancer.sticky`: added as a `Set-Cookie` line.
+    set_cookie: Option<&'a str>,
 }
 
 fn write_client_head(
@@ -532,6 +541,9 @@ fn write_client_head(
             crate::mcp::headers::CORS_EXPOSE_HEADERS.as_bytes(),
         );
         out.extend_from_slice(b"Vary: Origin\r\n");
+    }
+    if let Some(cookie) = rw.set_cookie {
+        crate::http::encode::header(out, "Set-Cookie", cookie.as_bytes());
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");

@@ -30,6 +30,9 @@ pub struct State {
     pub config: Arc<GatewayConfig>,
     pub totals: Totals,
     pub health: HealthTable,
+    /// Per upstream: whether it speaks the stateless 2026-07-28 revision (group members
+    /// only; `None`: not known).
+    pub revisions: Vec<Option<bool>>,
     pub started_at: Instant,
     pub started_wall: SystemTime,
     pub shards: usize,
@@ -65,6 +68,7 @@ impl State {
                 &config.health_check,
                 config.load_balancer.health_check,
             ),
+            revisions: vec![None; config.upstreams.len()],
             started_at: Instant::now(),
             started_wall: SystemTime::now(),
             shards,

@@ -3,10 +3,13 @@
 //! Owns: the health table (per upstream: up/down with thresholds, last check, latency, last
 //! error) and the probe itself (`GET <healthCheck.path>` at the upstream's host, 2xx/3xx is
 //! healthy). When an upstream changes state, the new health map goes down to every shard.
+//! Members of replica groups are also asked `server/discover` at the 2026-07-28 revision,
+//! so shards send stateless requests only to replicas that speak it (a group may mix
+//! revisions); what changed goes down to every shard too.
 //! Must not: run on a shard, or probe the same upstream twice at once.
 
 use super::State;
-use mcp_gateway_config::{HealthCheck, Upstream};
+use mcp_gateway_config::{GatewayConfig, HealthCheck, Transport, Upstream};
 use mcp_gateway_shard::messages::ShardCommand;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -149,6 +152,12 @@ pub async fn run(
                 let _ = tx.send(ShardCommand::Health(map.clone()));
             }
         }
+        if probe_revisions(&state, &config, check.timeout).await {
+            let map = Arc::new(state.borrow().revisions.clone());
+            for tx in shards.iter() {
+                let _ = tx.send(ShardCommand::Revisions(map.clone()));
+            }
+        }
         monoio::time::sleep(check.interval).await;
     }
 }
@@ -163,14 +172,80 @@ async fn probe(upstream: &Upstream, path: &str, timeout: Duration) -> Result<Dur
     }
 }
 
+/// Asks each group member (streamable HTTP) whether it speaks the stateless revision;
+/// returns whether any answer changed.
+async fn probe_revisions(
+    state: &Rc<RefCell<State>>,
+    config: &GatewayConfig,
+    timeout: Duration,
+) -> bool {
+    let members: Vec<usize> = (0..config.upstreams.len())
+        .filter(|&i| {
+            let u = &config.upstreams[i];
+            u.group.is_some() && u.transport == Transport::StreamableHttp
+        })
+        .collect();
+    let mut changed = false;
+    for chunk in members.chunks(CONCURRENCY) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let upstream = config.upstreams[i].clone();
+                monoio::spawn(async move {
+                    let answer = monoio::time::timeout(timeout, probe_discover(&upstream)).await;
+                    (i, answer)
+                })
+            })
+            .collect();
+        for handle in handles {
+            let (i, answer) = handle.await;
+            let speaks = match answer {
+                Ok(Ok(status)) if (200..300).contains(&status) => Some(true),
+                // How servers of earlier revisions refuse an unknown protocol version.
+                Ok(Ok(400)) => Some(false),
+                _ => continue,
+            };
+            let mut s = state.borrow_mut();
+            if let Some(slot) = s.revisions.get_mut(i) {
+                if *slot != speaks {
+                    tracing::info!(upstream = %config.upstreams[i].id, stateless = ?speaks, "MCP revision probed");
+                    *slot = speaks;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+async fn probe_discover(upstream: &Upstream) -> Result<u16, String> {
+    const BODY: &str = r#"{"jsonrpc":"2.0","id":"mcp-gateway-probe","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let path = if upstream.base_path.is_empty() {
+        "/"
+    } else {
+        &upstream.base_path
+    };
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mcp-gateway-probe\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: server/discover\r\nContent-Length: {}\r\n\r\n{BODY}",
+        upstream.authority,
+        BODY.len()
+    );
+    exchange(upstream, request).await
+}
+
 async fn probe_once(upstream: &Upstream, path: &str) -> Result<u16, String> {
-    let mut stream = TcpStream::connect_addr(upstream.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mcp-gateway-health\r\nConnection: close\r\n\r\n",
         upstream.authority
     );
+    exchange(upstream, request).await
+}
+
+/// Sends one request on a fresh connection and returns the response status.
+async fn exchange(upstream: &Upstream, request: String) -> Result<u16, String> {
+    let mut stream = TcpStream::connect_addr(upstream.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (res, _) = stream.write_all(request.into_bytes()).await;
     res.map_err(|e| format!("write: {e}"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);

@@ -5,10 +5,12 @@
 //! Owns: page shapes and metric names. Must not: mutate state; it runs once per tick and
 //! the shards serve what it produced.
 
+use super::merge::Totals;
 use super::State;
 use bytes::Bytes;
 use mcp_gateway_shard::error::ErrorKind;
 use mcp_gateway_shard::http::encode::civil_from_days;
+use mcp_gateway_shard::mcp::stateless::METHODS;
 use mcp_gateway_shard::messages::{Page, Pages};
 use mcp_gateway_shard::router::LocalPage;
 use serde_json::{json, Value};
@@ -171,6 +173,10 @@ fn stats(state: &State) -> Value {
             "4xx": t.counts.status_classes[4], "5xx": t.counts.status_classes[5],
         },
         "errorsByKind": errors,
+        "mcpMethods": mcp_methods(t)
+            .filter(|(_, count)| *count > 0)
+            .map(|(method, count)| (method.to_string(), json!(count)))
+            .collect::<serde_json::Map<String, Value>>(),
         "bytes": {"received": t.counts.bytes_in, "sent": t.counts.bytes_out},
         "connections": {"active": t.active_connections(), "total": t.counts.connections_opened},
         "upstreamConnections": {"opened": t.counts.upstream_connects, "reused": t.counts.upstream_reuses, "retried": t.counts.upstream_retries},
@@ -202,7 +208,8 @@ fn upstream_health(state: &State) -> Value {
         .upstreams
         .iter()
         .zip(state.health.entries())
-        .map(|(u, h)| {
+        .zip(&state.revisions)
+        .map(|((u, h), stateless)| {
             json!({
                 "id": u.id,
                 "url": u.url,
@@ -212,6 +219,7 @@ fn upstream_health(state: &State) -> Value {
                 "lastLatencyMs": h.last_latency_ms,
                 "consecutiveFailures": h.consecutive_failures,
                 "lastError": h.last_error,
+                "stateless": stateless,
             })
         })
         .collect();
@@ -292,6 +300,13 @@ fn metrics(state: &State) -> String {
             t.counts.errors[kind.index()]
         );
     }
+    let _ = writeln!(out, "# HELP mcp_gateway_mcp_requests_total MCP requests by JSON-RPC method (from Mcp-Method, or from a body a server policy made the gateway read).\n# TYPE mcp_gateway_mcp_requests_total counter");
+    for (method, count) in mcp_methods(t) {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_mcp_requests_total{{method=\"{method}\"}} {count}"
+        );
+    }
     latency_histogram(&mut out, state);
     let upstreams = &state.config.upstreams;
     let series =
@@ -360,4 +375,13 @@ fn latency_histogram(out: &mut String, state: &State) {
         h.len(),
         h.len()
     );
+}
+
+/// MCP request counts by method name, `other` last.
+fn mcp_methods(t: &Totals) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    METHODS
+        .iter()
+        .copied()
+        .chain(["other"])
+        .zip(t.counts.mcp_methods.iter().copied())
 }

@@ -126,7 +126,7 @@ pub fn plan(
         Target::Server(i) if shard.is_healthy(i) => i,
         Target::Server(_) => return Err(GatewayError::NoHealthyUpstream),
         Target::Group(g) => shard
-            .pick_in_group(g)
+            .pick_in_group(g, false)
             .ok_or(GatewayError::NoHealthyUpstream)?,
     };
     if !is_legacy(shard, upstream) {

@@ -5,7 +5,9 @@
 //! while it rewrites a response head.
 
 pub mod headers;
+pub mod inspect;
 pub mod legacy;
 pub mod route;
 pub mod session;
 pub mod sse_event;
+pub mod stateless;

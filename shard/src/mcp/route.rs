@@ -5,6 +5,7 @@
 //! Owns: the MCP admission rules. Must not: read bodies, write bytes, or do I/O.
 
 use super::headers::{accept_ok, protocol_version_supported};
+use super::stateless::{self, BodyCheck};
 use crate::error::GatewayError;
 use crate::http::request::RequestHead;
 use crate::router::Target;
@@ -15,6 +16,11 @@ use crate::state::Shard;
 pub struct McpReply {
     /// The replica's identity, sealed into any `Mcp-Session-Id` it returns.
     pub replica: u64,
+    /// A stateless (2026-07-28) request without a session: its answer tells which revision
+    /// the replica speaks.
+    pub stateless: bool,
+    /// `subscriptions/listen`: the response is a long-lived stream, timed like a GET stream.
+    pub listen: bool,
 }
 
 pub enum McpPlan {
@@ -25,6 +31,8 @@ pub enum McpPlan {
         /// The upstream's own session id, restored from the client's token.
         session: Option<Vec<u8>>,
         reply: McpReply,
+        /// The body must be read and checked before it goes upstream (a policy applies).
+        body_check: Option<BodyCheck>,
     },
 }
 
@@ -59,6 +67,7 @@ pub fn plan(
     if !accept_ok(head.method, header(head, "accept")) {
         return Err(GatewayError::NotAcceptable);
     }
+    let routing = stateless::routing_headers(head)?;
     let (upstream, session) = match header(head, "mcp-session-id") {
         Some(token) => {
             let now = std::time::SystemTime::now()
@@ -84,17 +93,52 @@ pub fn plan(
                 Target::Server(i) if shard.is_healthy(i) => i,
                 Target::Server(_) => return Err(GatewayError::NoHealthyUpstream),
                 Target::Group(g) => shard
-                    .pick_in_group(g)
+                    .pick_in_group(g, routing.method.is_some())
                     .ok_or(GatewayError::NoHealthyUpstream)?,
             };
             (upstream, None)
         }
     };
+    let body_check = authorize(head, shard, upstream, &routing)?;
     Ok(McpPlan::Forward {
         upstream,
-        session,
         reply: McpReply {
             replica: shard.routes.replica_ids[upstream],
+            stateless: routing.method.is_some() && session.is_none(),
+            listen: routing.method.is_some_and(stateless::is_listen),
         },
+        session,
+        body_check,
     })
+}
+
+/// Counts the call by its `Mcp-Method` and applies the server's policy to the routing
+/// headers; with a policy, the body must be checked too (it may not match the headers).
+fn authorize(
+    head: &RequestHead<'_, '_>,
+    shard: &Shard,
+    upstream: usize,
+    routing: &stateless::RoutingHeaders<'_>,
+) -> Result<Option<BodyCheck>, GatewayError> {
+    let name = routing.name.map(stateless::decode_name);
+    let name = name.as_ref().and_then(|n| n.as_deref());
+    let policy = &shard.config.upstreams[upstream].policy;
+    if let Some(method) = routing.method {
+        shard
+            .metrics
+            .borrow_mut()
+            .mcp_method(stateless::method_index(method));
+        if !stateless::permits(policy, method, name) {
+            let method = String::from_utf8_lossy(method);
+            return Err(GatewayError::PolicyDenied(stateless::describe(
+                &method, name,
+            )));
+        }
+    }
+    Ok(
+        (!policy.is_empty() && head.method == "POST").then(|| BodyCheck {
+            method: routing.method.map(<[u8]>::to_vec),
+            name: name.map(<[u8]>::to_vec),
+        }),
+    )
 }

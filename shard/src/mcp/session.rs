@@ -25,6 +25,8 @@ const AAD: &[u8] = b"mcp-gateway session v1";
 /// The purpose of legacy SSE message-endpoint tokens (`/sse/{id}/message?t=...`): they carry
 /// the upstream's endpoint path instead of a session id, and never open as session tokens.
 const ENDPOINT_AAD: &[u8] = b"mcp-gateway sse endpoint v1";
+/// The purpose of `loadBalancer.sticky` cookies: an upstream only, never a session.
+const STICKY_AAD: &[u8] = b"mcp-gateway sticky v1";
 /// Upstream session ids longer than this are refused (tokens stay well under 200 bytes
 /// for ids up to 100 bytes; ids are usually UUIDs, 36 bytes).
 pub const MAX_UPSTREAM_SESSION: usize = 256;
@@ -147,6 +149,17 @@ impl SessionCodec {
     /// Opens a message-endpoint token (`upstream_session` is the endpoint path and query).
     pub fn open_endpoint(&self, token: &[u8], now_unix: u64) -> Result<Opened, TokenError> {
         self.open_for(ENDPOINT_AAD, token, now_unix)
+    }
+
+    /// A `loadBalancer.sticky` cookie value naming `replica`.
+    pub fn seal_sticky(&mut self, replica: u64, now_unix: u64) -> Result<String, TokenError> {
+        self.seal_for(STICKY_AAD, replica, b"", now_unix)
+    }
+
+    /// The replica a sticky cookie names.
+    pub fn open_sticky(&self, token: &[u8], now_unix: u64) -> Result<u64, TokenError> {
+        self.open_for(STICKY_AAD, token, now_unix)
+            .map(|o| o.replica)
     }
 
     fn seal_for(
