@@ -17,6 +17,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 # The MCP Python SDK, a real peer for the 2026-07-28 and legacy HTTP+SSE tests.
 MCP_PYTHON="$(bash scripts/mcp-python.sh | tail -n 1)"
 export MCP_PYTHON
+# A release from before the stateless revision, for groups that mix revisions.
+bash scripts/mcp-python.sh 1.27.0 >/dev/null
 
 cargo build --workspace --all-targets --quiet
 echo "== test suite, io_uring driver =="
