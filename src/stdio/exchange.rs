@@ -224,6 +224,9 @@ async fn initialize(
 ) -> io::Result<()> {
     let first_id = batch.first_id.clone();
     let (timeout, _) = limits(host, server);
+    // The shard gives up on the response head after `timeout`: so does the host, backoff
+    // wait included, and then stops the process nobody will use.
+    let deadline = Instant::now() + timeout;
     let wait = host.borrow().backoff_left(server, Instant::now());
     if !wait.is_zero() {
         if wait > timeout / 2 {
@@ -259,7 +262,7 @@ async fn initialize(
         Ok(x) => x,
         Err(refusal) => return refuse(conn, &first_id, refusal).await,
     };
-    let line = match exchange.answer(Instant::now() + timeout).await {
+    let line = match exchange.answer(deadline).await {
         Some(Answer::Response(line)) => line,
         // The process died first: the error in its place says how.
         Some(Answer::Failed(line)) => return conn.json(502, &line, &[]).await,
