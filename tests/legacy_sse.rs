@@ -9,7 +9,8 @@
 //! - a group of three legacy replicas: every POST of a stream reaches that stream's replica,
 //!   also when it is sent to another gateway process holding the same secret;
 //! - refusals: forged, missing and foreign tokens (404), `/mcp/{id}` for a legacy-only server
-//!   (400), a foreign browser origin (403);
+//!   (400), a foreign browser origin (403), a call the server's policy denies (403 on the
+//!   pass-through POST, a JSON-RPC error on the bridged stream);
 //! - the bridge, for Streamable HTTP servers (answers as event streams and as JSON): the same
 //!   client session end to end, the server's session ended by DELETE when the client leaves,
 //!   and a bridged session's POST at another gateway process refused with 404.
@@ -341,9 +342,16 @@ fn replica_group_keeps_every_post_on_its_streams_replica() {
 fn forged_missing_and_misused_tokens_are_refused() {
     let legacy = PyServer::legacy("legacy-solo");
     let modern = PyServer::streamable("modern-solo", false);
-    let servers = vec![legacy_entry(&legacy, None), streamable_entry(&modern)];
+    // Both deny one tool: the policy holds on /sse/ as on /mcp/.
+    let deny = json!({"deny": ["tools/call:echo"]});
+    let mut servers = vec![legacy_entry(&legacy, None), streamable_entry(&modern)];
+    for s in &mut servers {
+        s["policy"] = deny.clone();
+    }
     let gw = start_gateway(&config_with_secret(servers, SECRET));
     let init = initialize(1);
+    let denied = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x"}}});
 
     let forged = base64url(&random_bytes(90));
     let r = post_message(&gw, &format!("/sse/legacy-solo/message?t={forged}"), &init);
@@ -371,6 +379,16 @@ fn forged_missing_and_misused_tokens_are_refused() {
         &init,
     );
     assert_session_not_found(&r, "tampered token");
+    let v = assert_json_error(&post_message(&gw, &endpoint, &denied), 403);
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+
+    // Bridged: the POST is accepted and the refusal arrives on the stream, for its request.
+    let (mut bridged, endpoint) = open_stream(&gw, "modern-solo");
+    assert_eq!(post_message(&gw, &endpoint, &denied).status, 202);
+    let (_, data) = next_event(&mut bridged);
+    let answer: Value = serde_json::from_str(&data).expect("JSON-RPC answer");
+    assert_eq!(answer["id"], 9, "{answer}");
+    assert_eq!(answer["error"]["code"], -32003, "{answer}");
 
     // A legacy-only server is not reachable as Streamable HTTP; unknown ids are 404.
     let r = Client::connect(gw.data_addr()).post(

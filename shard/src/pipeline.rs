@@ -161,8 +161,10 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             Ok(LegacyPlan::Message {
                 upstream,
                 endpoint: path,
+                body_check: check,
             }) => {
                 endpoint = Some(path);
+                body_check = check;
                 (Action::Proxy { upstream }, "", None)
             }
             Ok(LegacyPlan::Bridge(call)) => {

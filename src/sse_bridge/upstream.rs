@@ -12,6 +12,7 @@ use super::session::{Incoming, Session};
 use mcp_gateway_config::{GatewayConfig, Upstream};
 use mcp_gateway_shard::http::encode;
 use mcp_gateway_shard::mcp::sse_event::Decoder;
+use mcp_gateway_shard::mcp::stateless::{self, BodyCheck};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use serde_json::{json, Value};
@@ -146,6 +147,16 @@ async fn post(session: &Rc<Session>, config: &Arc<GatewayConfig>, message: Incom
         return;
     };
     let kind = classify(&message.body);
+    if !upstream.policy.is_empty() {
+        // The server's policy holds on this path too (shards check it on `/mcp/{id}`).
+        let check = BodyCheck {
+            method: None,
+            name: None,
+        };
+        if let Err(e) = stateless::check_body(&message.body, &check, &upstream.policy) {
+            return fail_with(session, &kind, e.jsonrpc_code(), &e.to_string());
+        }
+    }
     let deadline = Instant::now() + upstream.timeout;
     let head = request_head(
         "POST",
@@ -275,9 +286,13 @@ fn deliver(session: &Session, message: &[u8], from_initialize: bool) {
 
 /// An error answer for each request in a message the server did not answer.
 fn fail(session: &Session, kind: &Kind, why: &str) {
+    fail_with(session, kind, -32603, why);
+}
+
+fn fail_with(session: &Session, kind: &Kind, code: i64, why: &str) {
     tracing::info!(session = %session.id, error = why, "bridged message failed");
     for id in &kind.ids {
-        let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": why}});
+        let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": why}});
         session.send_to_client(error.to_string().as_bytes());
     }
 }

@@ -18,6 +18,7 @@ use super::headers::accept_ok;
 use super::route::header;
 use super::session::{TokenError, MAX_UPSTREAM_SESSION};
 use super::sse_event::{self, Event};
+use super::stateless::BodyCheck;
 use crate::error::GatewayError;
 use crate::http::encode;
 use crate::http::request::RequestHead;
@@ -59,8 +60,13 @@ pub enum LegacyPlan {
         upstream: usize,
         stream: LegacyStream,
     },
-    /// `POST /sse/{id}/message` to the replica and endpoint (path and query) its token names.
-    Message { upstream: usize, endpoint: String },
+    /// `POST /sse/{id}/message` to the replica and endpoint (path and query) its token names;
+    /// with a server policy, the body is checked first (as on `/mcp/{id}`).
+    Message {
+        upstream: usize,
+        endpoint: String,
+        body_check: Option<BodyCheck>,
+    },
     /// Either request, for a bridged session.
     Bridge(BridgeCall),
 }
@@ -167,7 +173,16 @@ fn plan_message(shard: &Shard, target: Target, query: &str) -> Result<LegacyPlan
         .ok_or(GatewayError::SessionNotFound(TokenError::Gone))?;
     let endpoint = String::from_utf8(opened.upstream_session)
         .map_err(|_| GatewayError::SessionNotFound(TokenError::Forged))?;
-    Ok(LegacyPlan::Message { upstream, endpoint })
+    let policy = &shard.config.upstreams[upstream].policy;
+    let body_check = (!policy.is_empty()).then_some(BodyCheck {
+        method: None,
+        name: None,
+    });
+    Ok(LegacyPlan::Message {
+        upstream,
+        endpoint,
+        body_check,
+    })
 }
 
 /// The value of `name` in a query string (`?a=1&t=...`), as written (tokens need no
