@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+# tests/session_store.rs runs a real Redis.
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 if [ ${#need_pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}"
 fi

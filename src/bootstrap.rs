@@ -39,6 +39,14 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
     } else {
         None
     };
+    if let Some(store) = &config.sessions.redis {
+        tracing::info!(store = %store.display, "sessions are also recorded in Redis (admin API: /admin/sessions on the management port)");
+        if config.sessions.admin_token.is_none() {
+            tracing::warn!(
+                "no sessions.adminToken / ADMIN_TOKEN: the admin API answers loopback clients only"
+            );
+        }
+    }
     let config = Arc::new(config);
     let cpus = worker::allowed_cpus();
     let shards = match config.server.workers {

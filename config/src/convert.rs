@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::runtime::{
     GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Policy, PolicyRule,
-    Security, Server, Sessions, StdioCommand, Transport, Upstream,
+    RedisStore, Security, Server, Sessions, StdioCommand, Transport, Upstream,
 };
 use crate::user::{UpstreamServer, UserConfig};
 use crate::validate::{Checked, Endpoint};
@@ -106,6 +106,14 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         sessions: Sessions {
             secret: user.sessions.secret.clone(),
             ttl: millis(user.sessions.ttl),
+            redis: checked.redis.map(|(url, addr)| RedisStore {
+                addr,
+                display: format!("{}:{}", url.host, url.port),
+                username: url.username,
+                password: url.password,
+                db: url.db,
+            }),
+            admin_token: user.sessions.admin_token.clone(),
         },
         security: Security {
             allowed_origins: checked.allowed_origins,

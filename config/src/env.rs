@@ -99,6 +99,11 @@ const OVERRIDES: &[Override] = &[
         kind: Kind::Text,
     },
     Override {
+        var: "ADMIN_TOKEN",
+        path: &["sessions", "adminToken"],
+        kind: Kind::Text,
+    },
+    Override {
         var: "REDIS_URL",
         path: &["cache", "layers", "redis", "url"],
         kind: Kind::Text,

@@ -252,6 +252,22 @@ pub struct Sessions {
     pub secret: Option<String>,
     /// `sessions.ttl` ms (default 86400000, 24 h; 1000..=2592000000).
     pub ttl: Duration,
+    /// `sessions.store: "redis"`: sessions are also recorded there.
+    pub redis: Option<RedisStore>,
+    /// `sessions.adminToken` / `ADMIN_TOKEN`: bearer token for the admin API.
+    pub admin_token: Option<String>,
+}
+
+/// Where the session store is.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Resolved once at load time.
+    pub addr: SocketAddr,
+    /// `host:port`, for logs.
+    pub display: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
 }
 
 /// Leaves the secret out, so a printed config does not leak it.
@@ -260,6 +276,11 @@ impl std::fmt::Debug for Sessions {
         f.debug_struct("Sessions")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("ttl", &self.ttl)
+            .field("redis", &self.redis.as_ref().map(|r| &r.display))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

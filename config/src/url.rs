@@ -25,6 +25,73 @@ pub struct ParsedUrl {
     pub base_path: String,
 }
 
+/// What a Redis URL may look like.
+pub const REDIS_URL_SHAPE: &str = "redis://[user:password@]host[:port][/db]";
+
+/// A parsed `redis://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+/// Parses `redis://[user:password@]host[:port][/db]` (no TLS, no query).
+pub fn parse_redis(url: &str) -> Result<RedisUrl, String> {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return Err(
+            "must start with redis:// (rediss:// and unix sockets are not supported)".into(),
+        );
+    };
+    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not have a query, a fragment, spaces or control characters".into());
+    }
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (Some(userinfo), rest),
+        None => (None, rest),
+    };
+    let (authority, db) = match rest.split_once('/') {
+        Some((authority, "")) => (authority, 0),
+        Some((authority, db)) => match db.parse::<u32>() {
+            Ok(db) => (authority, db),
+            Err(_) => return Err(format!("database `{db}` is not a number")),
+        },
+        None => (rest, 0),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+            match port.parse::<u16>() {
+                Ok(port) if port > 0 => (host, port),
+                _ => return Err(format!("port `{port}` is not a number from 1 to 65535")),
+            }
+        }
+        _ => (authority, 6379),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(info) => match info.split_once(':') {
+            Some((user, password)) => (
+                (!user.is_empty()).then(|| user.to_string()),
+                (!password.is_empty()).then(|| password.to_string()),
+            ),
+            None => (None, (!info.is_empty()).then(|| info.to_string())),
+        },
+    };
+    Ok(RedisUrl {
+        host: host.to_string(),
+        port,
+        username,
+        password,
+        db,
+    })
+}
+
 /// Parses an upstream URL, or says what is wrong with it.
 pub fn parse(url: &str) -> Result<ParsedUrl, String> {
     if url.is_empty() {
@@ -158,6 +225,28 @@ mod tests {
             Ok(parsed) => parsed,
             Err(err) => panic!("{url}: {err}"),
         }
+    }
+
+    #[test]
+    fn parses_redis_urls() {
+        let plain = parse_redis("redis://localhost").expect("plain");
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.db),
+            ("localhost", 6379, 0)
+        );
+        let full = parse_redis("redis://app:s3cret@10.0.0.5:6380/2").expect("full");
+        assert_eq!(full.username.as_deref(), Some("app"));
+        assert_eq!(full.password.as_deref(), Some("s3cret"));
+        assert_eq!((full.port, full.db), (6380, 2));
+        let password_only = parse_redis("redis://:pw@h:1").expect("password only");
+        assert_eq!(
+            (password_only.username, password_only.password.as_deref()),
+            (None, Some("pw"))
+        );
+        assert!(parse_redis("http://h").is_err());
+        assert!(parse_redis("redis://h:0").is_err());
+        assert!(parse_redis("redis://h/x").is_err());
+        assert!(parse_redis("redis://").is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod router;
 pub mod runtime;
 pub mod state;
 pub mod sticky;
+pub mod store;
 pub mod stream;
 pub mod upstream;
 pub mod worker;

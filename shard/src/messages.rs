@@ -46,4 +46,6 @@ pub enum ShardCommand {
     /// Per upstream: whether it speaks the stateless 2026-07-28 revision, as probed with
     /// `server/discover` (`None`: not probed or no clear answer).
     Revisions(Arc<Vec<Option<bool>>>),
+    /// A session revoked through the admin API (`sessions.store: "redis"`).
+    Revoke(crate::store::SessionKey),
 }

@@ -92,6 +92,7 @@ pub struct Prepared {
     pub expect_continue: bool,
     pub is_head: bool,
     pub is_post: bool,
+    pub is_delete: bool,
     /// HTTP/1.1 client (an HTTP/1.0 one is forwarded as HTTP/1.0, not pooled).
     pub http11: bool,
     pub request_id: RequestId,
@@ -108,6 +109,8 @@ pub struct Prepared {
     pub body_check: Option<mcp::stateless::BodyCheck>,
     /// `loadBalancer.sticky`: the `Set-Cookie` value naming the chosen upstream.
     pub set_cookie: Option<String>,
+    /// `sessions.store: "redis"`: the session the store must still hold.
+    pub store_key: Option<crate::store::SessionKey>,
     /// A legacy SSE stream whose `endpoint` event is rewritten on its way back.
     pub legacy: Option<mcp::legacy::LegacyStream>,
 }
@@ -121,6 +124,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let mut mcp = None;
     let mut body_check = None;
     let mut set_cookie = None;
+    let mut store_key = None;
     let (mut legacy, mut endpoint) = (None, None);
     let route = router::route(head.method, head.target, &shard.routes);
     let jsonrpc = matches!(
@@ -181,9 +185,11 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                 session,
                 reply,
                 body_check: check,
+                store_key: key,
             }) => {
                 mcp = Some(reply);
                 body_check = check;
+                store_key = key;
                 (Action::Proxy { upstream }, rest, session)
             }
             Err(e) => (Action::Reject(e), "", None),
@@ -236,6 +242,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         expect_continue: head.expect_continue,
         is_head: head.is_head(),
         is_post: head.method == "POST",
+        is_delete: head.method == "DELETE",
         http11: head.minor_version == 1,
         request_id,
         started: Instant::now(),
@@ -246,6 +253,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         body_check,
         set_cookie,
         legacy,
+        store_key,
     }
 }
 
@@ -585,6 +593,16 @@ async fn proxy(
 ) -> bool {
     let upstream = &shard.config.upstreams[index];
     let max_body = shard.config.server.limits.max_body_bytes;
+    if let (Some(key), Some(store)) = (p.store_key, &shard.store) {
+        if !store.check(key).await {
+            let err = GatewayError::SessionNotFound(mcp::session::TokenError::Revoked);
+            let keep_alive = p.keep_alive && skip_buffered_body(conn, p.framing);
+            return respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await;
+        }
+        if p.is_delete {
+            store.forget(key);
+        }
+    }
     // A small body is read whole before an upstream connection is chosen, so the request
     // can be replayed if a pooled connection turns out to have been closed by the upstream
     // (clients often send the body in a second segment).

@@ -50,6 +50,8 @@ pub struct Shard {
     /// Per upstream: whether the management shard's `server/discover` probe found it speaks
     /// the stateless revision.
     probed_stateless: RefCell<Arc<Vec<Option<bool>>>>,
+    /// `sessions.store: "redis"`: this shard's view of the session store.
+    pub store: Option<Rc<crate::store::SessionStore>>,
 }
 
 /// How long a replica that refused a stateless request is passed over for them: long
@@ -121,6 +123,11 @@ impl Shard {
             buffers: RefCell::new(Vec::new()),
             predates_stateless: RefCell::new(vec![None; config.upstreams.len()]),
             probed_stateless: RefCell::new(Arc::new(Vec::new())),
+            store: config
+                .sessions
+                .redis
+                .clone()
+                .map(|redis| Rc::new(crate::store::SessionStore::new(redis, config.sessions.ttl))),
             routes,
             config,
         }
@@ -213,6 +220,11 @@ impl Shard {
             ShardCommand::Pages(pages) => *self.pages.borrow_mut() = pages,
             ShardCommand::Health(health) => *self.health.borrow_mut() = health,
             ShardCommand::Revisions(revisions) => *self.probed_stateless.borrow_mut() = revisions,
+            ShardCommand::Revoke(key) => {
+                if let Some(store) = &self.store {
+                    store.revoke(key);
+                }
+            }
         }
     }
 

@@ -442,7 +442,21 @@ impl Exchange<'_> {
             .borrow_mut()
             .seal(mcp.replica, h.value, now)
         {
-            Ok(token) => Ok(Some(token)),
+            Ok(token) => {
+                if let (Some(store), true) = (&self.shard.store, mcp.opens_session) {
+                    if let Some(key) = crate::store::key_of(token.as_bytes()) {
+                        let record = serde_json::json!({
+                            "id": String::from_utf8_lossy(&key),
+                            "server": self.upstream.id,
+                            "group": self.upstream.group,
+                            "createdAt": now,
+                            "gatewayPid": std::process::id(),
+                        });
+                        store.record(key, record.to_string());
+                    }
+                }
+                Ok(Some(token))
+            }
             Err(e) => {
                 tracing::warn!(upstream = %self.upstream.id, error = %e, "cannot carry the upstream's session id");
                 Err(())

@@ -6,6 +6,7 @@
 //! Owns: [`State`]. Must not: be on any request's path: shards only ever see what it sends
 //! them over `crossbeam` channels.
 
+mod admin;
 mod merge;
 pub mod prober;
 pub mod render;
@@ -115,7 +116,7 @@ async fn management_main(spec: MgmtSpec) {
     if let Some(listener) = spec.listener {
         match monoio::net::TcpListener::from_std(listener) {
             Ok(l) => {
-                monoio::spawn(server::serve(l, state.clone()));
+                monoio::spawn(server::serve(l, state.clone(), shards.clone()));
             }
             Err(e) => tracing::error!(error = %e, "cannot use the management listener"),
         }

@@ -3,9 +3,11 @@
 //! Owns: serving the management shard's HTTP. Must not: proxy anything, or take long on
 //! one connection (it shares its thread with the merge tick and the prober).
 
+use super::admin::{self, AdminRequest};
 use super::{render, State};
 use mcp_gateway_shard::http::encode::{self, LocalResponse};
 use mcp_gateway_shard::http::request;
+use mcp_gateway_shard::messages::ShardCommand;
 use mcp_gateway_shard::relay::{read_append, write_all};
 use mcp_gateway_shard::router::LocalPage;
 use monoio::net::{TcpListener, TcpStream};
@@ -17,11 +19,12 @@ const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
 const MAX_HEAD: usize = 16 * 1024;
 const IDLE: Duration = Duration::from_secs(60);
 
-pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>) {
+pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>, shards: Shards) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                monoio::spawn(connection(stream, state.clone()));
+            Ok((stream, peer)) => {
+                let loopback = peer.ip().is_loopback();
+                monoio::spawn(connection(stream, loopback, state.clone(), shards.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "management accept failed");
@@ -31,13 +34,40 @@ pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>) {
     }
 }
 
-async fn connection(mut stream: TcpStream, state: Rc<RefCell<State>>) {
+/// The shards' command channels (the admin API tells them about revocations).
+pub type Shards = Rc<Vec<crossbeam_channel::Sender<ShardCommand>>>;
+
+async fn connection(
+    mut stream: TcpStream,
+    peer_is_loopback: bool,
+    state: Rc<RefCell<State>>,
+    shards: Shards,
+) {
     let mut buf = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(4096);
     loop {
         let (status, content_type, body, close, consumed): (u16, &str, bytes::Bytes, bool, usize) = {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             match request::parse(&buf, &mut headers) {
+                Ok(Some(head)) if head.path().starts_with("/admin/") => {
+                    let has_body =
+                        !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);
+                    let req = AdminRequest {
+                        method: head.method.to_string(),
+                        target: head.target.to_string(),
+                        authorization: head
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                            .map(|h| String::from_utf8_lossy(h.value).into_owned()),
+                        peer_is_loopback,
+                    };
+                    let close = !head.keep_alive || has_body;
+                    let consumed = head.head_len;
+                    let config = state.borrow().config.clone();
+                    let (status, body) = admin::answer(&config, &shards, req).await;
+                    (status, "application/json", body.into(), close, consumed)
+                }
                 Ok(Some(head)) => {
                     let has_body =
                         !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);

@@ -199,17 +199,36 @@ fn other_semantic_checks() {
 }
 
 #[test]
-fn redis_session_store_is_refused() {
-    let found = errors(parse(r#"{"sessions": {"store": "redis"}}"#));
-    assert_eq!(
-        found,
-        ["sessions.store: store `redis` is not supported by this build yet (allowed: none)"]
+fn redis_session_store() {
+    let config =
+        load(r#"{"sessions": {"store": "redis", "redisUrl": "redis://:pw@127.0.0.1:6390/3"}}"#);
+    let redis = config.sessions.redis.expect("a store");
+    assert_eq!(redis.addr, "127.0.0.1:6390".parse().expect("addr"));
+    assert_eq!((redis.password.as_deref(), redis.db), (Some("pw"), 3));
+    // Default: the cache layer's URL and password (REDIS_URL, REDIS_PASSWORD).
+    let config = load(
+        r#"{"sessions": {"store": "redis"},
+        "cache": {"layers": {"redis": {"url": "redis://127.0.0.1:6391", "password": "x"}}}}"#,
     );
+    let redis = config.sessions.redis.expect("a store");
+    assert_eq!(redis.addr.port(), 6391);
+    assert_eq!(redis.password.as_deref(), Some("x"));
+    assert!(load("{}").sessions.redis.is_none());
     let found = errors(parse(r#"{"sessions": {"store": "memcached"}}"#));
     assert_eq!(
         found,
-        ["sessions.store: unknown store `memcached` (allowed: none)"]
+        ["sessions.store: unknown store `memcached` (allowed: none, redis)"]
     );
+    let found = errors(parse(
+        r#"{"sessions": {"store": "redis", "redisUrl": "http://x"}}"#,
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("sessions.redisUrl: must start with redis://"),
+        "{found:?}"
+    );
+    let found = errors(parse(r#"{"sessions": {"redisUrl": "redis://x"}}"#));
+    assert_eq!(found.len(), 1, "{found:?}");
 }
 
 #[test]

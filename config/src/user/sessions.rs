@@ -12,8 +12,16 @@ pub struct SessionsSection {
     pub secret: Option<String>,
     /// Milliseconds a session lives.
     pub ttl: i64,
-    /// Where sessions are kept: only "none" (in the process) in this build.
+    /// Where sessions are also recorded: "none" (tokens alone) or "redis" (listed and
+    /// revocable through the admin API).
     pub store: String,
+    /// `redis://[user:password@]host[:port][/db]` for `store: "redis"`; default:
+    /// `cache.layers.redis.url` (`REDIS_URL`), whose `password` (`REDIS_PASSWORD`) is used
+    /// when the URL has none.
+    pub redis_url: Option<String>,
+    /// `ADMIN_TOKEN`: bearer token for the admin API (`/admin/...` on the management port).
+    /// Without one, the admin API answers only loopback clients.
+    pub admin_token: Option<String>,
 }
 
 impl Default for SessionsSection {
@@ -22,6 +30,8 @@ impl Default for SessionsSection {
             secret: None,
             ttl: 86_400_000,
             store: "none".to_string(),
+            redis_url: None,
+            admin_token: None,
         }
     }
 }

@@ -28,7 +28,7 @@ pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 pub const AUTH_METHODS: &[&str] = &["jwt", "apikey", "oauth2", "mtls"];
 pub const TRANSPORTS: &[&str] = &["streamable-http", "sse", "stdio"];
 /// `sessions.store` values this build serves.
-pub const SESSION_STORES: &[&str] = &["none"];
+pub const SESSION_STORES: &[&str] = &["none", "redis"];
 
 const MAX_WORKERS: i64 = 1024;
 /// One hour: the longest request or connection timeout.
@@ -55,6 +55,8 @@ pub struct Checked {
     pub endpoints: Vec<Endpoint>,
     /// `security.allowedOrigins`, normalized.
     pub allowed_origins: Vec<String>,
+    /// `sessions.store: "redis"`: where Redis is.
+    pub redis: Option<(crate::url::RedisUrl, SocketAddr)>,
 }
 
 /// What an upstream needs beyond its user keys.
@@ -81,7 +83,7 @@ pub fn validate(
     let algorithm = check_balancer(user, &mut errors);
     check_cache_and_security(user, &mut errors);
     let allowed_origins = check_origins(&user.security.allowed_origins, &mut errors);
-    check_sessions(user, &mut errors);
+    let redis = check_sessions(user, &mut errors);
     let level = user.logging.level.to_ascii_lowercase();
     if !LOG_LEVELS.contains(&level.as_str()) {
         let message = format!("unknown level `{}`", user.logging.level);
@@ -104,6 +106,7 @@ pub fn validate(
                 log_level: level,
                 endpoints,
                 allowed_origins,
+                redis,
             })
         }
         _ => {
@@ -319,7 +322,11 @@ fn check_origins(origins: &[String], errors: &mut Vec<ConfigError>) -> Vec<Strin
     normalized
 }
 
-fn check_sessions(user: &UserConfig, errors: &mut Vec<ConfigError>) {
+/// The sessions checks; for `store: "redis"`, the parsed and resolved Redis URL.
+fn check_sessions(
+    user: &UserConfig,
+    errors: &mut Vec<ConfigError>,
+) -> Option<(crate::url::RedisUrl, SocketAddr)> {
     let sessions = &user.sessions;
     if let Some(secret) = &sessions.secret {
         if secret.len() < MIN_SECRET_BYTES {
@@ -337,16 +344,53 @@ fn check_sessions(user: &UserConfig, errors: &mut Vec<ConfigError>) {
         MIN_SESSION_TTL_MS,
         MAX_SESSION_TTL_MS,
     );
+    if sessions
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| t.len() < MIN_SECRET_BYTES)
+    {
+        let message = format!("must be at least {MIN_SECRET_BYTES} bytes");
+        errors.push(ConfigError::new("sessions.adminToken", message));
+    }
     let store = sessions.store.as_str();
     if !SESSION_STORES.contains(&store) {
-        let message = if store == "redis" {
-            "store `redis` is not supported by this build yet".to_string()
-        } else {
-            format!("unknown store `{store}`")
-        };
+        let message = format!("unknown store `{store}`");
         errors.push(
             ConfigError::new("sessions.store", message).with_allowed(SESSION_STORES.join(", ")),
         );
+        return None;
+    }
+    if store != "redis" {
+        if sessions.redis_url.is_some() {
+            let message = "only applies to `sessions.store: \"redis\"`";
+            errors.push(ConfigError::new("sessions.redisUrl", message));
+        }
+        return None;
+    }
+    let (path, url) = match &sessions.redis_url {
+        Some(url) => ("sessions.redisUrl", url.as_str()),
+        None => (
+            "cache.layers.redis.url",
+            user.cache.layers.redis.url.as_str(),
+        ),
+    };
+    match crate::url::parse_redis(url) {
+        Ok(mut parsed) => {
+            if parsed.password.is_none() {
+                parsed.password = user.cache.layers.redis.password.clone();
+            }
+            match crate::url::Resolver::default().resolve(&parsed.host, parsed.port) {
+                Ok(addr) => Some((parsed, addr)),
+                Err(message) => {
+                    errors.push(ConfigError::new(path, message));
+                    None
+                }
+            }
+        }
+        Err(message) => {
+            errors.push(ConfigError::new(path, message).with_allowed(crate::url::REDIS_URL_SHAPE));
+            None
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct McpReply {
     pub stateless: bool,
     /// `subscriptions/listen`: the response is a long-lived stream, timed like a GET stream.
     pub listen: bool,
+    /// The request carried no session: a session id in the answer starts one.
+    pub opens_session: bool,
 }
 
 pub enum McpPlan {
@@ -33,6 +35,8 @@ pub enum McpPlan {
         reply: McpReply,
         /// The body must be read and checked before it goes upstream (a policy applies).
         body_check: Option<BodyCheck>,
+        /// `sessions.store: "redis"`: the session to confirm with the store first.
+        store_key: Option<crate::store::SessionKey>,
     },
 }
 
@@ -86,7 +90,7 @@ pub fn plan(
                 .ok_or(GatewayError::SessionNotFound(
                     crate::mcp::session::TokenError::Gone,
                 ))?;
-            (upstream, Some(opened.upstream_session))
+            (upstream, Some((opened.upstream_session, token)))
         }
         None => {
             let upstream = match target {
@@ -100,15 +104,21 @@ pub fn plan(
         }
     };
     let body_check = authorize(head, shard, upstream, &routing)?;
+    let store_key = match (&session, &shard.store) {
+        (Some((_, token)), Some(_)) => crate::store::key_of(token),
+        _ => None,
+    };
     Ok(McpPlan::Forward {
         upstream,
         reply: McpReply {
             replica: shard.routes.replica_ids[upstream],
             stateless: routing.method.is_some() && session.is_none(),
             listen: routing.method.is_some_and(stateless::is_listen),
+            opens_session: session.is_none(),
         },
-        session,
+        session: session.map(|(upstream_session, _)| upstream_session),
         body_check,
+        store_key,
     })
 }
 

@@ -45,6 +45,8 @@ pub enum TokenError {
     TooLong,
     #[error("the session's replica is no longer configured or is down")]
     Gone,
+    #[error("the session was ended or revoked")]
+    Revoked,
 }
 
 /// What an opened token says.
