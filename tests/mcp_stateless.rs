@@ -86,6 +86,11 @@ fn a_group_mixing_revisions_sends_stateless_requests_only_to_replicas_that_speak
         assert_eq!(seen["whoami"], "modern", "round {round}: {seen}");
         assert_eq!(seen["echo"], json!(["hello 0", "hello 1"]));
     }
+    // Addressed alone, the old server still serves a probing client: `server/discover`
+    // fails there and the client falls back to the `initialize` handshake.
+    let seen = run_client("modern_client.py", &[&mcp_url(&gw, "old1"), "1"]);
+    assert_eq!(seen["protocol"], "2025-11-25", "{seen}");
+    assert_eq!(seen["whoami"], "old", "{seen}");
     // A client that only knows the handshake still works with both replicas.
     let seen = run_client("modern_client.py", &[&mcp_url(&gw, "g"), "1", "legacy"]);
     assert_eq!(seen["echo"], json!(["hello 0"]), "{seen}");
