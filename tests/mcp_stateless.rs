@@ -59,7 +59,7 @@ fn server_entry(id: &str, server: &PyServer) -> Value {
 #[test]
 fn a_group_mixing_revisions_sends_stateless_requests_only_to_replicas_that_speak_them() {
     let modern = PyServer::start(CURRENT, "modern_server.py", &["modern"]);
-    let old = PyServer::start(PRE_STATELESS, "legacy_server.py", &["old"]);
+    let old = PyServer::start(PRE_STATELESS, "modern_server.py", &["old"]);
     let mut servers = json!([server_entry("new1", &modern), server_entry("old1", &old)]);
     for s in servers.as_array_mut().into_iter().flatten() {
         s["group"] = json!("g");

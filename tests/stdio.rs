@@ -179,6 +179,41 @@ fn json_only(token: &str) -> Vec<(&str, &str)> {
     headers
 }
 
+/// A session started with raw HTTP: its token and its process id (asked with `whoami`,
+/// answered as plain JSON).
+fn raw_session(gw: &Gateway, id: &str) -> (String, u64) {
+    let target = format!("/mcp/{id}");
+    let init = fresh(
+        gw.data_addr(),
+        "POST",
+        &target,
+        &mcp_headers(&[]),
+        &init_body(1),
+    );
+    assert_eq!(init.status, 200, "{init:?}");
+    let token = init
+        .header("mcp-session-id")
+        .expect("session token")
+        .to_string();
+    let me = fresh(
+        gw.data_addr(),
+        "POST",
+        &target,
+        &json_only(&token),
+        &rpc("tools/call", 2, json!({"name": "whoami", "arguments": {}})),
+    );
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.header("content-type"), Some("application/json"));
+    let text = me.json()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pid = serde_json::from_str::<Value>(&text).expect("whoami JSON")["pid"]
+        .as_u64()
+        .expect("a pid");
+    (token, pid)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -429,32 +464,7 @@ fn killed_process_fails_its_requests_and_the_next_session_works() {
     rt.shutdown_timeout(Duration::from_secs(2));
 
     // The raw exchange: a dead session's token gets 404 with a JSON-RPC error.
-    let init = fresh(
-        gw.data_addr(),
-        "POST",
-        "/mcp/fragile",
-        &mcp_headers(&[]),
-        &init_body(1),
-    );
-    assert_eq!(init.status, 200, "{init:?}");
-    let token = init
-        .header("mcp-session-id")
-        .expect("session token")
-        .to_string();
-    let me = fresh(
-        gw.data_addr(),
-        "POST",
-        "/mcp/fragile",
-        &json_only(&token),
-        &rpc("tools/call", 2, json!({"name": "whoami", "arguments": {}})),
-    );
-    assert_eq!(me.status, 200, "{me:?}");
-    let text = me.json()["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let pid: Value = serde_json::from_str(&text).unwrap();
-    let pid = pid["pid"].as_u64().unwrap();
+    let (token, pid) = raw_session(&gw, "fragile");
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -479,34 +489,7 @@ fn killed_process_fails_its_requests_and_the_next_session_works() {
 #[test]
 fn idle_sessions_are_stopped() {
     let gw = start(json!([stdio_server("sleepy", json!({"idleTimeout": 500}))]));
-    let init = fresh(
-        gw.data_addr(),
-        "POST",
-        "/mcp/sleepy",
-        &mcp_headers(&[]),
-        &init_body(1),
-    );
-    assert_eq!(init.status, 200, "{init:?}");
-    let token = init
-        .header("mcp-session-id")
-        .expect("session token")
-        .to_string();
-    let me = fresh(
-        gw.data_addr(),
-        "POST",
-        "/mcp/sleepy",
-        &json_only(&token),
-        &rpc("tools/call", 2, json!({"name": "whoami", "arguments": {}})),
-    );
-    assert_eq!(me.status, 200, "{me:?}");
-    assert_eq!(me.header("content-type"), Some("application/json"));
-    let text = me.json()["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let pid = serde_json::from_str::<Value>(&text).unwrap()["pid"]
-        .as_u64()
-        .unwrap();
+    let (token, pid) = raw_session(&gw, "sleepy");
     wait_gone(pid, "after idleTimeout");
     let r = fresh(
         gw.data_addr(),

@@ -1,5 +1,6 @@
-"""A Streamable HTTP MCP server from the official Python SDK (2.3.0, speaks 2026-07-28 and
-the earlier revisions). Prints `READY <port>` once it listens.
+"""A Streamable HTTP MCP server from the official Python SDK, whichever release runs it:
+2.3.0 speaks 2026-07-28 and the earlier revisions; 1.27.0 predates the stateless revision
+(sessions via `initialize` only). Prints `READY <port>` once it listens.
 
 usage: modern_server.py NAME
 """
@@ -10,10 +11,13 @@ import sys
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from mcp.server.mcpserver import MCPServer
+try:
+    from mcp.server.mcpserver import MCPServer as Server  # 2.x
+except ImportError:
+    from mcp.server.fastmcp import FastMCP as Server  # 1.x
 
 name = sys.argv[1]
-server = MCPServer(name)
+server = Server(name)
 
 
 @server.custom_route("/health", methods=["GET"])

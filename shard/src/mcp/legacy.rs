@@ -101,16 +101,8 @@ pub fn plan(
     message: bool,
     query: &str,
 ) -> Result<LegacyPlan, GatewayError> {
-    let origin = header(head, "origin");
-    if let Some(o) = origin {
-        if !shard.origins.allows(o) {
-            return Err(GatewayError::Forbidden("origin not allowed"));
-        }
-    }
-    if head.method == "OPTIONS" {
-        if let Some(o) = origin {
-            return Ok(LegacyPlan::Preflight { origin: o.to_vec() });
-        }
+    if let Some(origin) = super::route::browser_preflight(head, shard)? {
+        return Ok(LegacyPlan::Preflight { origin });
     }
     if message {
         if head.method != "POST" {

@@ -47,21 +47,30 @@ pub fn header<'b>(head: &RequestHead<'_, 'b>, name: &str) -> Option<&'b [u8]> {
         .map(|h| h.value)
 }
 
-pub fn plan(
+/// The browser rules of MCP endpoints: a request from a disallowed `Origin` is refused;
+/// a CORS preflight from an allowed one is answered by the gateway (its origin returned).
+pub fn browser_preflight(
     head: &RequestHead<'_, '_>,
     shard: &Shard,
-    target: Target,
-) -> Result<McpPlan, GatewayError> {
+) -> Result<Option<Vec<u8>>, GatewayError> {
     let origin = header(head, "origin");
     if let Some(o) = origin {
         if !shard.origins.allows(o) {
             return Err(GatewayError::Forbidden("origin not allowed"));
         }
     }
-    if head.method == "OPTIONS" {
-        if let Some(o) = origin {
-            return Ok(McpPlan::Preflight { origin: o.to_vec() });
-        }
+    Ok(origin
+        .filter(|_| head.method == "OPTIONS")
+        .map(<[u8]>::to_vec))
+}
+
+pub fn plan(
+    head: &RequestHead<'_, '_>,
+    shard: &Shard,
+    target: Target,
+) -> Result<McpPlan, GatewayError> {
+    if let Some(origin) = browser_preflight(head, shard)? {
+        return Ok(McpPlan::Preflight { origin });
     }
     if let Some(v) = header(head, "mcp-protocol-version") {
         if !protocol_version_supported(v) {
