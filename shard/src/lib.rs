@@ -7,7 +7,9 @@
 // One audited exception: `relay::quick_ack` sets a socket option monoio does not expose.
 #![deny(unsafe_code)]
 
+pub mod answer;
 pub mod balancer;
+pub mod client_head;
 pub mod connection;
 pub mod error;
 pub mod http;
@@ -25,4 +27,5 @@ pub mod sticky;
 pub mod store;
 pub mod stream;
 pub mod upstream;
+pub mod upstream_head;
 pub mod worker;

@@ -10,11 +10,11 @@
 //! Owns: the order of phases and the keep-alive decision. Must not: parse bytes itself
 //! (`http`), pick replicas (`balancer`), or manage sockets of the pool (`upstream`, `pool`).
 
+use crate::answer::{respond_error, respond_page, respond_preflight, ErrorStyle};
 use crate::connection::{BufferError, Conn};
 use crate::error::GatewayError;
-use crate::http::encode::{self, LocalResponse};
 use crate::http::request::RequestHead;
-use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::http::BodyFraming;
 use crate::legacy_sse::{self, BridgeEnd};
 use crate::mcp;
 use crate::mcp::inspect::Refusal;
@@ -24,7 +24,7 @@ use crate::relay::{self, BodyLeft};
 use crate::router::{self, LocalPage, Route};
 use crate::state::Shard;
 use crate::upstream::{self, Exchange};
-use mcp_gateway_config::Upstream;
+use crate::upstream_head::{write_upstream_head, UpstreamTarget};
 use monoio::time::Instant;
 use std::rc::Rc;
 
@@ -257,74 +257,6 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     }
 }
 
-/// Where a request goes upstream.
-struct UpstreamTarget<'a> {
-    upstream: &'a Upstream,
-    /// The upstream's path, which `rest` is appended to.
-    base_path: &'a str,
-    /// Path remainder and query, appended to the upstream's path.
-    rest: &'a str,
-    /// The upstream's own session id, restored from the client's token.
-    session: Option<&'a [u8]>,
-}
-
-/// The upstream request head: the target rewritten onto the upstream's path, `Host` set to
-/// the upstream, hop-by-hop headers dropped, forwarding headers and the request id added.
-fn write_upstream_head(
-    out: &mut Vec<u8>,
-    head: &RequestHead<'_, '_>,
-    to: &UpstreamTarget<'_>,
-    peer_ip: &str,
-    request_id: &RequestId,
-) {
-    let upstream = to.upstream;
-    out.extend_from_slice(head.method.as_bytes());
-    out.push(b' ');
-    router::rewrite_target(out, to.base_path, to.rest);
-    // An HTTP/1.0 client cannot read chunked responses: ask the upstream in HTTP/1.0 too.
-    out.extend_from_slice(if head.minor_version == 0 {
-        b" HTTP/1.0\r\n"
-    } else {
-        b" HTTP/1.1\r\n"
-    });
-    encode::header(out, "Host", upstream.authority.as_bytes());
-    for h in head.headers {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host")
-            || name.eq_ignore_ascii_case("expect")
-            || name.eq_ignore_ascii_case("x-forwarded-for")
-            || name.eq_ignore_ascii_case("x-request-id")
-            || is_hop_by_hop(name)
-            || listed_in_connection(head.connection, name)
-            // The client's bearer token stays here unless the server's entry says otherwise.
-            || (!upstream.forward_auth && name.eq_ignore_ascii_case("authorization"))
-            || (to.session.is_some() && name.eq_ignore_ascii_case("mcp-session-id"))
-            || upstream.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        encode::header(out, name, h.value);
-    }
-    if let Some(session) = to.session {
-        encode::header(out, "Mcp-Session-Id", session);
-    }
-    for (name, value) in &upstream.headers {
-        encode::header(out, name, value.as_bytes());
-    }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(prior) = head.forwarded_for {
-        out.extend_from_slice(prior);
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(peer_ip.as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
-    if let Some(host) = head.host {
-        encode::header(out, "X-Forwarded-Host", host);
-    }
-    encode::header(out, "X-Request-Id", request_id.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Phases 2 and 3. Returns whether the connection stays open.
 pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
     conn.rpos += p.head_len;
@@ -379,192 +311,14 @@ fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
     }
 }
 
-async fn respond_page(
-    shard: &Shard,
-    conn: &mut Conn,
-    p: &Prepared,
-    page: LocalPage,
-    out: &mut Vec<u8>,
-    body_skipped: bool,
-) -> bool {
-    let keep_open = p.keep_alive && body_skipped;
-    let pages = shard.pages.borrow().clone();
-    let Some(page) = pages.get(page) else {
-        return respond_error(
-            shard,
-            conn,
-            &GatewayError::BadRequest("page unavailable"),
-            &p.error_style(),
-            false,
-            out,
-        )
-        .await;
-    };
-    out.clear();
-    let date = shard.date.borrow().clone();
-    encode::local_response(
-        out,
-        date.as_bytes(),
-        &LocalResponse {
-            status: page.status,
-            content_type: page.content_type,
-            body: &page.body,
-            close: !keep_open,
-            request_id: p.request_id.as_bytes(),
-            extra: &["Cache-Control: no-store"],
-        },
-    );
-    if p.is_head {
-        out.truncate(out.len() - page.body.len());
-    }
-    let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
-    let latency = p.started.elapsed().as_micros() as u64;
-    let mut m = shard.metrics.borrow_mut();
-    m.response(page.status, latency, p.head_len as u64, written);
-    m.page_served();
-    ok && keep_open
-}
-
-/// CORS headers for a response to an allowed browser origin.
-fn cors_lines(origin: &[u8]) -> Vec<String> {
-    vec![
-        format!(
-            "Access-Control-Allow-Origin: {}",
-            String::from_utf8_lossy(origin)
-        ),
-        format!(
-            "Access-Control-Expose-Headers: {}",
-            mcp::headers::CORS_EXPOSE_HEADERS
-        ),
-        "Vary: Origin".to_string(),
-    ]
-}
-
-/// How the gateway's own error is written.
-pub struct ErrorStyle<'a> {
-    pub request_id: &'a RequestId,
-    /// A JSON-RPC error object (MCP paths) rather than `{"error":{...}}`.
-    pub jsonrpc: bool,
-    /// An allowed browser origin: CORS headers too.
-    pub cors_origin: Option<&'a [u8]>,
-}
-
-impl<'a> ErrorStyle<'a> {
-    pub fn plain(request_id: &'a RequestId) -> Self {
-        ErrorStyle {
-            request_id,
-            jsonrpc: false,
-            cors_origin: None,
-        }
-    }
-}
-
 impl Prepared {
-    fn error_style(&self) -> ErrorStyle<'_> {
+    pub fn error_style(&self) -> ErrorStyle<'_> {
         ErrorStyle {
             request_id: &self.request_id,
             jsonrpc: self.jsonrpc,
             cors_origin: self.cors_origin.as_deref(),
         }
     }
-}
-
-/// Answers a CORS preflight for an MCP endpoint from an allowed origin.
-async fn respond_preflight(
-    shard: &Shard,
-    conn: &mut Conn,
-    p: &Prepared,
-    origin: &[u8],
-    out: &mut Vec<u8>,
-    body_skipped: bool,
-) -> bool {
-    let keep_open = p.keep_alive && body_skipped;
-    let mut lines = cors_lines(origin);
-    lines.extend([
-        format!(
-            "Access-Control-Allow-Methods: {}",
-            mcp::headers::CORS_ALLOW_METHODS
-        ),
-        format!(
-            "Access-Control-Allow-Headers: {}",
-            mcp::headers::CORS_ALLOW_HEADERS
-        ),
-        "Access-Control-Max-Age: 86400".to_string(),
-    ]);
-    let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
-    out.clear();
-    let date = shard.date.borrow().clone();
-    encode::local_response(
-        out,
-        date.as_bytes(),
-        &LocalResponse {
-            status: 204,
-            content_type: "text/plain",
-            body: b"",
-            close: !keep_open,
-            request_id: p.request_id.as_bytes(),
-            extra: &extra,
-        },
-    );
-    let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
-    let latency = p.started.elapsed().as_micros() as u64;
-    shard
-        .metrics
-        .borrow_mut()
-        .response(204, latency, p.head_len as u64, written);
-    ok && keep_open
-}
-
-/// Writes the gateway's own JSON error (a JSON-RPC error object on MCP paths); returns
-/// whether the connection stays open.
-pub async fn respond_error(
-    shard: &Shard,
-    conn: &mut Conn,
-    err: &GatewayError,
-    style: &ErrorStyle<'_>,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) -> bool {
-    let request_id = style.request_id;
-    let status = err.status();
-    let keep_open = keep_alive && !err.closes_connection();
-    tracing::info!(shard = shard.id, request_id = %String::from_utf8_lossy(request_id.as_bytes()), status, error = %err, peer = %conn.peer_ip, "request refused");
-    let message = err.to_string();
-    let body = if style.jsonrpc {
-        encode::jsonrpc_error_body(err.jsonrpc_code(), &message, status, request_id.as_bytes())
-    } else {
-        encode::error_body(status, &message, request_id.as_bytes())
-    };
-    out.clear();
-    let date = shard.date.borrow().clone();
-    let mut lines: Vec<String> = err.retry_after().map(str::to_string).into_iter().collect();
-    if let Some(origin) = style.cors_origin {
-        // A browser page must be able to read the error (e.g. "re-initialize").
-        lines.extend(cors_lines(origin));
-    }
-    let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
-    encode::local_response(
-        out,
-        date.as_bytes(),
-        &LocalResponse {
-            status,
-            content_type: "application/json",
-            body: &body,
-            close: !keep_open,
-            request_id: request_id.as_bytes(),
-            extra: &extra,
-        },
-    );
-    let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
-    {
-        let mut m = shard.metrics.borrow_mut();
-        m.error(err.kind());
-        m.response(status, 0, 0, written);
-    }
-    ok && keep_open
 }
 
 /// Phase 2 for a legacy-SSE request the bridge serves; the connection closes after it.

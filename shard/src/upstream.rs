@@ -7,10 +7,11 @@
 //! rewrite (hop-by-hop headers out). Must not: route, or answer errors to the client (the
 //! pipeline does, from the [`Failure`] it gets).
 
+use crate::client_head::{write_client_head, HeadRewrite};
 use crate::connection::Conn;
 use crate::error::GatewayError;
 use crate::http::response::{self, ResponseError};
-use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
+use crate::http::BodyFraming;
 use crate::legacy_sse;
 use crate::mcp::legacy::LegacyStream;
 use crate::mcp::route::McpReply;
@@ -480,87 +481,4 @@ impl Exchange<'_> {
             reason: e.to_string(),
         })
     }
-}
-
-/// The response head for the client: status line normalised to HTTP/1.1, hop-by-hop
-/// headers dropped, `Connection: close` when this is the connection's last response.
-/// How the response head is changed on its way to the client.
-struct HeadRewrite<'a> {
-    /// This is the connection's last response.
-    close: bool,
-    /// Chunked framing is removed (HTTP/1.0 client).
-    unchunk: bool,
-    /// Replaces the upstream's `Mcp-Session-Id`.
-    session_token: Option<&'a str>,
-    /// An allowed browser origin: CORS headers are added.
-    cors_origin: Option<&'a [u8]>,
-    /// The body's length changes (a rewritten legacy stream): `Content-Length` is dropped.
-    drop_length: bool,
-    /// `loadBalancer.sticky`: added as a `Set-Cookie` line.
-    set_cookie: Option<&'a str>,
-}
-
-fn write_client_head(
-    out: &mut Vec<u8>,
-    head: &response::ResponseHead<'_, '_>,
-    rw: &HeadRewrite<'_>,
-) {
-    let (close, unchunk) = (rw.close, rw.unchunk);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let mut digits = itoa::Buffer::new();
-    out.extend_from_slice(digits.format(head.status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(head.reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let chunked = head.framing == BodyFraming::Chunked;
-    for h in head.headers {
-        if is_hop_by_hop(h.name) || listed_in_connection(head.connection, h.name) {
-            continue;
-        }
-        // With chunked framing a Content-Length is wrong; forwarding both invites smuggling.
-        if (chunked || rw.drop_length) && h.name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        if unchunk && h.name.eq_ignore_ascii_case("transfer-encoding") {
-            continue;
-        }
-        if let Some(token) = rw.session_token {
-            if h.name.eq_ignore_ascii_case("mcp-session-id") {
-                crate::http::encode::header(out, h.name, token.as_bytes());
-                continue;
-            }
-        }
-        if rw.cors_origin.is_some()
-            && h.name.len() > 12
-            && h.name[..12].eq_ignore_ascii_case("access-contr")
-        {
-            continue;
-        }
-        crate::http::encode::header(out, h.name, h.value);
-    }
-    if head.event_stream
-        && !head
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("x-accel-buffering"))
-    {
-        // Tell buffering proxies in front of us (nginx) to pass events as they come.
-        out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
-    }
-    if let Some(origin) = rw.cors_origin {
-        crate::http::encode::header(out, "Access-Control-Allow-Origin", origin);
-        crate::http::encode::header(
-            out,
-            "Access-Control-Expose-Headers",
-            crate::mcp::headers::CORS_EXPOSE_HEADERS.as_bytes(),
-        );
-        out.extend_from_slice(b"Vary: Origin\r\n");
-    }
-    if let Some(cookie) = rw.set_cookie {
-        crate::http::encode::header(out, "Set-Cookie", cookie.as_bytes());
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
 }

@@ -1,0 +1,80 @@
+//! The request head the gateway sends upstream: the target rewritten onto the upstream's
+//! path, `Host` set to the upstream, hop-by-hop headers dropped, the client's credentials kept
+//! back unless the server's entry says otherwise, forwarding headers and the request id added.
+//!
+//! Owns: that rewrite. Must not: choose the upstream (the pipeline) or do I/O.
+
+use crate::http::encode;
+use crate::http::request::RequestHead;
+use crate::http::{is_hop_by_hop, listed_in_connection};
+use crate::pipeline::RequestId;
+use crate::router;
+use mcp_gateway_config::Upstream;
+
+/// Where a request goes upstream.
+pub struct UpstreamTarget<'a> {
+    pub upstream: &'a Upstream,
+    /// The upstream's path, which `rest` is appended to.
+    pub base_path: &'a str,
+    /// Path remainder and query, appended to the upstream's path.
+    pub rest: &'a str,
+    /// The upstream's own session id, restored from the client's token.
+    pub session: Option<&'a [u8]>,
+}
+
+/// The upstream request head: the target rewritten onto the upstream's path, `Host` set to
+/// the upstream, hop-by-hop headers dropped, forwarding headers and the request id added.
+pub fn write_upstream_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_, '_>,
+    to: &UpstreamTarget<'_>,
+    peer_ip: &str,
+    request_id: &RequestId,
+) {
+    let upstream = to.upstream;
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    router::rewrite_target(out, to.base_path, to.rest);
+    // An HTTP/1.0 client cannot read chunked responses: ask the upstream in HTTP/1.0 too.
+    out.extend_from_slice(if head.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    encode::header(out, "Host", upstream.authority.as_bytes());
+    for h in head.headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("x-forwarded-for")
+            || name.eq_ignore_ascii_case("x-request-id")
+            || is_hop_by_hop(name)
+            || listed_in_connection(head.connection, name)
+            // The client's bearer token stays here unless the server's entry says otherwise.
+            || (!upstream.forward_auth && name.eq_ignore_ascii_case("authorization"))
+            || (to.session.is_some() && name.eq_ignore_ascii_case("mcp-session-id"))
+            || upstream.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        encode::header(out, name, h.value);
+    }
+    if let Some(session) = to.session {
+        encode::header(out, "Mcp-Session-Id", session);
+    }
+    for (name, value) in &upstream.headers {
+        encode::header(out, name, value.as_bytes());
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prior) = head.forwarded_for {
+        out.extend_from_slice(prior);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    if let Some(host) = head.host {
+        encode::header(out, "X-Forwarded-Host", host);
+    }
+    encode::header(out, "X-Request-Id", request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
