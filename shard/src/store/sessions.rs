@@ -7,7 +7,8 @@
 //!
 //! Owns: the per-shard cache, the small connection pool, the record format. Must not:
 //! block, or refuse sessions when Redis is unreachable (the token itself is authenticated:
-//! the store fails open, with a warning at most every `WARN_EVERY`).
+//! the store fails open, with a warning at most every `WARN_EVERY`, and is left alone for
+//! `CACHE_FOR` after a failure so a dead store adds no wait to requests).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -55,6 +56,9 @@ pub struct SessionStore {
     /// Sessions revoked through this process's admin API, until their tokens expire.
     revoked: RefCell<HashMap<SessionKey, Instant>>,
     last_warning: Cell<Option<Instant>>,
+    /// After a failed exchange, Redis is left alone until then, so an unreachable store
+    /// costs requests nothing (they go on as if it had confirmed them).
+    down_until: Cell<Option<Instant>>,
 }
 
 impl SessionStore {
@@ -67,6 +71,7 @@ impl SessionStore {
             confirmed: RefCell::new(HashMap::new()),
             revoked: RefCell::new(HashMap::new()),
             last_warning: Cell::new(None),
+            down_until: Cell::new(None),
         }
     }
 
@@ -98,12 +103,12 @@ impl SessionStore {
         {
             return false;
         }
-        if self
+        let confirmed = self
             .confirmed
             .borrow()
             .get(&key)
-            .is_some_and(|until| *until > now)
-        {
+            .is_some_and(|until| *until > now);
+        if confirmed || self.down_until.get().is_some_and(|until| until > now) {
             return true;
         }
         let mut cmd = redis::cmd("PEXPIRE");
@@ -149,8 +154,17 @@ impl SessionStore {
         confirmed.insert(key, Instant::now() + CACHE_FOR);
     }
 
-    /// One command on a pooled (or new) connection; a failed connection is dropped.
+    /// One command on a pooled (or new) connection; a failed connection is dropped, and a
+    /// failure to reach Redis marks the store down for `CACHE_FOR`.
     async fn call(&self, cmd: &redis::Cmd) -> Result<redis::Value, StoreError> {
+        let result = self.call_once(cmd).await;
+        if matches!(result, Err(StoreError::Io(_) | StoreError::Timeout)) {
+            self.down_until.set(Some(Instant::now() + CACHE_FOR));
+        }
+        result
+    }
+
+    async fn call_once(&self, cmd: &redis::Cmd) -> Result<redis::Value, StoreError> {
         let pooled = self.idle.borrow_mut().pop();
         let mut conn = match pooled {
             Some(conn) => conn,
