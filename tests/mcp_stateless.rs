@@ -2,7 +2,8 @@
 //! MCP Python SDK: a 2.3.0 client (probes `server/discover`, then sends header-routed
 //! requests without a session) against 2.3.0 servers and a 1.27.0 server that predates the
 //! revision; `Mcp-Method` / `Mcp-Name` counted, checked against the body, and authorized by a
-//! per-server `policy`, with the spec's -32020 for a body that disagrees with its headers.
+//! per-server `policy`, with the spec's -32020 for a body that disagrees with its headers; and
+//! the input-required retry pattern (an elicitation answered by the client's retry).
 
 mod common;
 mod python_support;
@@ -217,4 +218,22 @@ fn policy_is_enforced_from_headers_and_the_body_must_agree() {
     );
     assert_eq!(twice.status, 400, "{}", twice.text());
     assert_eq!(error_code(&twice), -32020);
+}
+
+#[test]
+fn the_input_required_retry_pattern_passes_through_a_policy() {
+    let server = PyServer::start(CURRENT, "elicit_server.py", &[]);
+    let mut entry = json!({"id": "asks", "url": server.url("/mcp")});
+    // A policy makes the gateway read and check both rounds' bodies.
+    entry["policy"] = json!({"allow": ["tools/*"]});
+    let gw = gateway_for(json!([entry]), |_| {});
+    let seen = run_client("elicit_client.py", &[&mcp_url(&gw, "asks")]);
+    assert_eq!(seen["protocol"], "2026-07-28", "{seen}");
+    assert_eq!(seen["result"], "hello Ada", "{seen}");
+    assert_eq!(seen["asked"], json!(["What is your name?"]), "{seen}");
+    let stats = wait_methods(&gw, |m| m["tools/call"].as_u64() >= Some(2));
+    assert!(
+        stats["errorsByKind"].get("policy_denied").is_none(),
+        "{stats}"
+    );
 }
