@@ -12,12 +12,22 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mcp_gateway_shard::messages::ShardCommand;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 pub struct Running {
     pub data_addr: SocketAddr,
     pub management_addr: Option<SocketAddr>,
     pub shards: usize,
+    /// The management, stdio-host and bridge threads.
     pub threads: Vec<JoinHandle<()>>,
+    pub shard_threads: Vec<JoinHandle<()>>,
+    /// The shards' command channels (for `Drain` on shutdown).
+    pub commands: Vec<crossbeam_channel::Sender<ShardCommand>>,
+    pub shutdown_timeout: std::time::Duration,
 }
 
 pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
@@ -100,11 +110,12 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
     threads.push(mgmt::spawn(MgmtSpec {
         state,
         reports: report_rx,
-        shards: command_txs,
+        shards: command_txs.clone(),
         listener: management_listener,
     })?);
+    let mut shard_threads = Vec::with_capacity(shards);
     for (id, (listener, commands)) in listeners.into_iter().zip(command_rxs).enumerate() {
-        threads.push(worker::spawn(ShardSpec {
+        shard_threads.push(worker::spawn(ShardSpec {
             id,
             shards,
             cpu: cpus.get(id % cpus.len().max(1)).copied(),
@@ -122,6 +133,9 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         management_addr,
         shards,
         threads,
+        shard_threads,
+        commands: command_txs,
+        shutdown_timeout: config.server.shutdown_timeout,
     })
 }
 
@@ -137,11 +151,36 @@ pub fn announce(running: &Running) {
     }
 }
 
+/// Runs until SIGTERM or SIGINT, then drains: the shards stop accepting, finish the requests
+/// in flight (up to `server.shutdownTimeout`) and stop; a second signal exits at once.
 pub fn run_forever(config: GatewayConfig) -> anyhow::Result<ExitCode> {
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let running = start(config)?;
     announce(&running);
-    for t in running.threads {
-        let _ = t.join();
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    tracing::info!(
+        signal,
+        timeout_ms = running.shutdown_timeout.as_millis() as u64,
+        "shutting down: draining requests in flight"
+    );
+    for tx in &running.commands {
+        let _ = tx.send(ShardCommand::Drain);
     }
-    Ok(ExitCode::FAILURE)
+    let deadline = Instant::now() + running.shutdown_timeout;
+    loop {
+        if running.shard_threads.iter().all(JoinHandle::is_finished) {
+            tracing::info!("drained; exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if signals.pending().next().is_some() {
+            tracing::warn!("second signal: exiting without waiting");
+            return Ok(ExitCode::FAILURE);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("server.shutdownTimeout passed with requests in flight: exiting");
+            return Ok(ExitCode::FAILURE);
+        }
+        // The main thread is not a shard: a short sleep here blocks nobody.
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -69,7 +69,12 @@ pub fn run(o: DemoOptions) -> anyhow::Result<ExitCode> {
     println!(
         "  curl -s http://{gw}/mcp/mcp-server-42 -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"hello\"}}}}}}'"
     );
-    for t in running.threads.into_iter().chain(fleet) {
+    for t in running
+        .threads
+        .into_iter()
+        .chain(running.shard_threads)
+        .chain(fleet)
+    {
         let _ = t.join();
     }
     Ok(ExitCode::FAILURE)

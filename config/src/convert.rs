@@ -69,6 +69,7 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             https_port: to_u16(server.https_port),
             workers: checked.workers,
             sse_keep_alive: (server.sse_keep_alive > 0).then(|| millis(server.sse_keep_alive)),
+            shutdown_timeout: millis(server.shutdown_timeout),
             limits: Limits {
                 max_header_bytes: to_usize(server.limits.max_header_bytes),
                 max_body_bytes: u64::try_from(server.limits.max_body_bytes).unwrap_or(0),

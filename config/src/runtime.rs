@@ -34,6 +34,9 @@ pub struct Server {
     /// `server.sseKeepAlive` ms (default 15000, 0: off): silence on an event stream after
     /// which the gateway sends a `: keep-alive` comment.
     pub sse_keep_alive: Option<Duration>,
+    /// `server.shutdownTimeout` ms (default 10000): on SIGTERM/SIGINT, how long requests in
+    /// flight may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
     pub limits: Limits,
 }
 

@@ -72,7 +72,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     loop {
         match next_request(&shard, &mut conn).await {
             Next::Request(prepared) => {
-                if !pipeline::run(&shard, &mut conn, *prepared).await {
+                shard.in_flight.set(shard.in_flight.get() + 1);
+                let keep_open = pipeline::run(&shard, &mut conn, *prepared).await;
+                shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
+                if !keep_open || shard.draining.get() {
                     break;
                 }
             }

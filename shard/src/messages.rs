@@ -48,4 +48,6 @@ pub enum ShardCommand {
     Revisions(Arc<Vec<Option<bool>>>),
     /// A session revoked through the admin API (`sessions.store: "redis"`).
     Revoke(crate::store::SessionKey),
+    /// Shutting down: stop accepting, finish the requests in flight, then stop.
+    Drain,
 }

@@ -39,6 +39,10 @@ pub struct Shard {
     pub date: RefCell<String>,
     /// Client connections open on this shard, and this shard's share of the process cap.
     pub open_connections: Cell<usize>,
+    /// Requests between their head and their answer's end.
+    pub in_flight: Cell<usize>,
+    /// Shutting down: no new connections, no new requests on open ones.
+    pub draining: Cell<bool>,
     pub max_connections: usize,
     request_seq: Cell<u64>,
     request_id_seed: u64,
@@ -117,6 +121,8 @@ impl Shard {
             health: RefCell::new(Arc::new(vec![true; config.upstreams.len()])),
             date: RefCell::new(http_date(SystemTime::now())),
             open_connections: Cell::new(0),
+            in_flight: Cell::new(0),
+            draining: Cell::new(false),
             max_connections: config.server.limits.max_connections.div_ceil(shards),
             request_seq: Cell::new(0),
             request_id_seed: seed,
@@ -220,6 +226,7 @@ impl Shard {
             ShardCommand::Pages(pages) => *self.pages.borrow_mut() = pages,
             ShardCommand::Health(health) => *self.health.borrow_mut() = health,
             ShardCommand::Revisions(revisions) => *self.probed_stateless.borrow_mut() = revisions,
+            ShardCommand::Drain => self.draining.set(true),
             ShardCommand::Revoke(key) => {
                 if let Some(store) = &self.store {
                     store.revoke(key);

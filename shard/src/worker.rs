@@ -15,6 +15,9 @@ use mcp_gateway_config::GatewayConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+
+/// How often a shard looks whether it is draining, and whether its requests are done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -105,7 +108,11 @@ async fn shard_main(spec: ShardSpec) {
         "shard accepting"
     );
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = until_draining(&shard) => break,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 if shard.open_connections.get() >= shard.max_connections {
                     monoio::spawn(connection::refuse_over_capacity(
@@ -123,6 +130,28 @@ async fn shard_main(spec: ShardSpec) {
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+    drop(listener);
+    drain(&shard).await;
+}
+
+/// Resolves once the shard is told to drain.
+async fn until_draining(shard: &Shard) {
+    while !shard.draining.get() {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// After the listener closed: waits for the requests in flight, then returns (the shard's
+/// idle keep-alive connections close with its runtime).
+async fn drain(shard: &Shard) {
+    tracing::info!(
+        shard = shard.id,
+        in_flight = shard.in_flight.get(),
+        "shard draining"
+    );
+    while shard.in_flight.get() > 0 {
+        monoio::time::sleep(DRAIN_POLL).await;
     }
 }
 

@@ -59,6 +59,9 @@ pub struct ServerSection {
     /// Milliseconds of silence on an event stream before the gateway sends a `: keep-alive`
     /// comment; 0 turns it off.
     pub sse_keep_alive: i64,
+    /// Milliseconds: on SIGTERM/SIGINT, how long requests in flight may take to finish
+    /// before the process exits anyway.
+    pub shutdown_timeout: i64,
     pub limits: LimitsSection,
 }
 
@@ -73,6 +76,7 @@ impl Default for ServerSection {
             max_connections: 10_000,
             keep_alive_timeout: 65_000,
             sse_keep_alive: 15_000,
+            shutdown_timeout: 10_000,
             limits: LimitsSection::default(),
         }
     }

@@ -140,6 +140,13 @@ fn check_server(user: &UserConfig, errors: &mut Vec<ConfigError>) -> Option<IpAd
         0,
         MAX_TIMEOUT_MS,
     );
+    in_range(
+        errors,
+        "server.shutdownTimeout",
+        server.shutdown_timeout,
+        0,
+        MAX_TIMEOUT_MS,
+    );
     let limits = &server.limits;
     in_range(
         errors,
