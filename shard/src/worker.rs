@@ -107,10 +107,12 @@ async fn shard_main(spec: ShardSpec) {
         driver = runtime::preferred_driver().name(),
         "shard accepting"
     );
+    // One drain watch for the shard's life, not a new timer per accepted connection.
+    let mut draining = std::pin::pin!(until_draining(&shard));
     loop {
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
-            _ = until_draining(&shard) => break,
+            _ = &mut draining => break,
         };
         match accepted {
             Ok((stream, peer)) => {
