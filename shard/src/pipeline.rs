@@ -113,6 +113,8 @@ pub struct Prepared {
     pub store_key: Option<crate::store::SessionKey>,
     /// A legacy SSE stream whose `endpoint` event is rewritten on its way back.
     pub legacy: Option<mcp::legacy::LegacyStream>,
+    /// `/mcp/{id}` for a legacy-only server: the exchange goes to the SSE bridge.
+    pub reverse: bool,
 }
 
 /// Phase 1: route and build the upstream head while the parsed head is borrowed.
@@ -126,6 +128,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     let mut set_cookie = None;
     let mut store_key = None;
     let (mut legacy, mut endpoint) = (None, None);
+    let mut reverse: Option<String> = None;
     let route = router::route(head.method, head.target, &shard.routes);
     let jsonrpc = matches!(
         route,
@@ -141,13 +144,6 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         Route::Local(page) => (Action::Local(page), "", None),
         Route::UnknownServer(id) => (
             Action::Reject(GatewayError::UnknownServer(id.to_string())),
-            "",
-            None,
-        ),
-        Route::Mcp { target, .. } if mcp::legacy::speaks_only_legacy(shard, target) => (
-            Action::Reject(GatewayError::BadRequest(
-                "this server speaks the legacy HTTP+SSE transport: use /sse/{serverId}",
-            )),
             "",
             None,
         ),
@@ -190,6 +186,10 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                 mcp = Some(reply);
                 body_check = check;
                 store_key = key;
+                // A legacy-only replica is reached through this process's bridge.
+                if mcp::legacy::is_legacy(shard, upstream) {
+                    reverse = Some(format!("/reverse/{upstream}"));
+                }
                 (Action::Proxy { upstream }, rest, session)
             }
             Err(e) => (Action::Reject(e), "", None),
@@ -221,12 +221,16 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             let target = UpstreamTarget {
                 upstream: config,
                 // A legacy message goes to the endpoint the server named, not under its URL.
-                base_path: if endpoint.is_some() {
-                    ""
-                } else {
-                    &config.base_path
+                base_path: match (&endpoint, &reverse) {
+                    (Some(_), _) => "",
+                    (None, Some(path)) => path,
+                    (None, None) => &config.base_path,
                 },
-                rest: endpoint.as_deref().unwrap_or(rest),
+                rest: match (&endpoint, &reverse) {
+                    (Some(path), _) => path,
+                    (None, Some(_)) => "",
+                    (None, None) => rest,
+                },
                 session: session.as_deref(),
             };
             write_upstream_head(&mut out, head, &target, peer_ip, &request_id);
@@ -254,6 +258,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         set_cookie,
         legacy,
         store_key,
+        reverse: reverse.is_some(),
     }
 }
 
@@ -416,6 +421,14 @@ async fn proxy(
             return false;
         }
     }
+    let via = match (p.reverse, shard.sse_bridge) {
+        (false, _) => None,
+        (true, Some(addr)) => Some(addr),
+        (true, None) => {
+            let err = GatewayError::NoHealthyUpstream;
+            return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+        }
+    };
     let request_in_hand = body_left.is_done();
     // Taken once a connection is in hand, so requests queued at a connection cap hold less.
     let mut ubuf = Vec::new();
@@ -434,6 +447,7 @@ async fn proxy(
         cors_origin: p.cors_origin.as_deref(),
         legacy: p.legacy.as_ref(),
         set_cookie: p.set_cookie.as_deref(),
+        via,
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);

@@ -58,6 +58,10 @@ impl Slot {
     }
 }
 
+/// The "upstream" of a [`PooledConn`] that belongs to no slot: it is never counted, kept
+/// or handed over (it closes when dropped).
+pub const UNPOOLED: usize = usize::MAX;
+
 pub struct Pool {
     slots: Vec<Slot>,
 }

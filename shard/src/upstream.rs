@@ -53,6 +53,9 @@ pub struct Exchange<'a> {
     pub legacy: Option<&'a LegacyStream>,
     /// `loadBalancer.sticky`: a `Set-Cookie` value to add to the response.
     pub set_cookie: Option<&'a str>,
+    /// Connect here instead (the SSE bridge, for `/mcp/{id}` on a legacy-only server); such
+    /// connections are not pooled, so they never mix with the server's own.
+    pub via: Option<std::net::SocketAddr>,
 }
 
 pub struct Completed {
@@ -133,6 +136,21 @@ impl Exchange<'_> {
     }
 
     async fn acquire(&self) -> Result<PooledConn, GatewayError> {
+        if let Some(addr) = self.via {
+            let connect = TcpStream::connect_addr(addr);
+            return match monoio::time::timeout_at(self.deadline, connect).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let pool = self.shard.pool.clone();
+                    Ok(PooledConn::new(pool, crate::pool::UNPOOLED, stream, false))
+                }
+                Ok(Err(e)) => Err(GatewayError::UpstreamConnect {
+                    upstream: self.upstream.id.clone(),
+                    reason: format!("sse bridge: {e}"),
+                }),
+                Err(_) => Err(GatewayError::UpstreamTimeout(self.upstream.id.clone())),
+            };
+        }
         let checkout = self
             .shard
             .pool

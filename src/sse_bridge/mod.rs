@@ -1,4 +1,5 @@
-//! The legacy HTTP+SSE bridge: `/sse/{id}` in front of Streamable HTTP (and stdio) servers.
+//! The legacy HTTP+SSE bridge: `/sse/{id}` in front of Streamable HTTP (and stdio) servers,
+//! and (`reverse`) `/mcp/{id}` in front of servers that only speak the legacy transport.
 //!
 //! A legacy session is two kinds of client connections, a long GET stream and short POSTs,
 //! that may land on different shards; so the sessions live here, on one thread with its own
@@ -7,13 +8,17 @@
 //! for it) through unchanged; every answer ends by closing.
 //!
 //! A session lives in one gateway process: a POST that reaches another process (behind a
-//! load balancer) gets 404, as an unknown session does. Servers that speak the legacy
-//! transport themselves do not come here: shards pass them through without state.
+//! load balancer) gets 404, as an unknown session does. `/sse/{id}` for servers that speak
+//! the legacy transport themselves does not come here: shards pass it through without
+//! state. `/mcp/{id}` for those servers does: shards treat the bridge as their upstream
+//! (`{METHOD} /reverse/{upstream}`) and seal its `Mcp-Session-Id` into the gateway token.
 //!
 //! Owns: the bridge thread, its listener and its session table. Must not: be reached from
 //! outside the process, or block its thread.
 
 mod client;
+mod reverse;
+mod reverse_session;
 mod session;
 mod upstream;
 
@@ -25,6 +30,7 @@ use mcp_gateway_shard::mcp::sse_event;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
+use reverse_session::ReverseSessions;
 use session::{Incoming, Session, Sessions};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -35,16 +41,14 @@ use std::time::Duration;
 struct Bridge {
     config: Arc<GatewayConfig>,
     sessions: Sessions,
+    /// `/mcp/{id}` sessions in front of legacy servers (`reverse`).
+    reverse: Rc<ReverseSessions>,
 }
 
-/// Binds the bridge's loopback listener and starts its thread, if any server may need it
-/// (one that does not speak the legacy transport itself).
+/// Binds the bridge's loopback listener and starts its thread, if there are servers (each
+/// may need it: legacy clients of modern servers, or modern clients of legacy servers).
 pub fn start(config: &Arc<GatewayConfig>) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
-    if config
-        .upstreams
-        .iter()
-        .all(|u| u.transport == Transport::Sse)
-    {
+    if config.upstreams.is_empty() {
         return Ok(None);
     }
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
@@ -74,6 +78,7 @@ async fn serve(listener: std::net::TcpListener, config: Arc<GatewayConfig>) {
     let bridge = Rc::new(Bridge {
         config,
         sessions: Sessions::default(),
+        reverse: Rc::default(),
     });
     loop {
         match listener.accept().await {
@@ -144,6 +149,10 @@ async fn handle(bridge: Rc<Bridge>, mut stream: TcpStream) {
     let origin = req.header("origin").map(<[u8]>::to_vec);
     let origin = origin.as_deref();
     let request_id = req.header("x-request-id").unwrap_or(b"").to_vec();
+    if let Some(rest) = req.path.strip_prefix("/reverse/") {
+        let upstream = rest.split('?').next().unwrap_or("").to_string();
+        return reverse::handle(&bridge, stream, req, body, &upstream, &request_id).await;
+    }
     let authorization = req.header("authorization").map(<[u8]>::to_vec);
     let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {

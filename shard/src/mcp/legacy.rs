@@ -71,20 +71,8 @@ pub enum LegacyPlan {
     Bridge(BridgeCall),
 }
 
-/// Whether `/mcp/{id}` names a server that only speaks the legacy transport.
-pub fn speaks_only_legacy(shard: &Shard, target: Target) -> bool {
-    let first = match target {
-        Target::Server(i) => Some(i),
-        Target::Group(g) => shard
-            .routes
-            .groups
-            .get(g)
-            .and_then(|g| g.members.first().copied()),
-    };
-    first.is_some_and(|i| is_legacy(shard, i))
-}
-
-fn is_legacy(shard: &Shard, upstream: usize) -> bool {
+/// Whether this upstream only speaks the legacy transport.
+pub fn is_legacy(shard: &Shard, upstream: usize) -> bool {
     shard
         .config
         .upstreams
