@@ -49,8 +49,8 @@ pub async fn relay_events(
 ) -> Result<Relayed, RelayError> {
     let chunked_to_client = matches!(left, BodyLeft::Chunked(_)) && !unchunk;
     let can_comment = matches!(left, BodyLeft::Chunked(_) | BodyLeft::UntilClose);
-    // The last two payload bytes sent; "\n\n" means an event just ended.
-    let mut tail = *b"\n\n";
+    // The last four payload bytes sent, to tell whether an event just ended.
+    let mut tail = [b'\n'; 4];
     let mut last_write = Instant::now();
     let mut progress_deadline = limits.progress_timeout.map(|t| Instant::now() + t);
     let mut watch_client = true;
@@ -105,7 +105,7 @@ pub async fn relay_events(
                 {
                     return Err(RelayError::Timeout);
                 }
-                let at_boundary = tail == *b"\n\n"
+                let at_boundary = event_ended(&tail)
                     && match left {
                         BodyLeft::Chunked(t) => unchunk || t.between_chunks(),
                         _ => true,
@@ -141,10 +141,8 @@ pub async fn relay_events(
                 crate::relay::quick_ack(up);
                 let mut saw_progress = false;
                 let mut note = |payload: &[u8]| {
-                    if payload.len() >= 2 {
-                        tail.copy_from_slice(&payload[payload.len() - 2..]);
-                    } else if let Some(&b) = payload.first() {
-                        tail = [tail[1], b];
+                    for &b in payload.iter().rev().take(4).rev() {
+                        tail = [tail[1], tail[2], tail[3], b];
                     }
                     saw_progress |= payload.windows(PROGRESS.len()).any(|w| w == PROGRESS);
                 };
@@ -179,8 +177,29 @@ pub async fn relay_events(
     })
 }
 
+/// Whether the bytes sent so far end with a blank line, i.e. between events. Servers end
+/// lines with LF or CRLF (the Python SDK: CRLF), so "\n\n", "\r\n\r\n" and the mixed
+/// "\n\r\n" count; a trailing CR does not, as the LF of a CRLF may still be coming.
+fn event_ended(tail: &[u8; 4]) -> bool {
+    tail.ends_with(b"\n\n") || tail.ends_with(b"\n\r\n")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn events_end_at_a_blank_line_with_lf_or_crlf_line_ends() {
+        use super::event_ended;
+        assert!(event_ended(b"x}\n\n"));
+        assert!(event_ended(b"}\r\n\n"));
+        assert!(event_ended(b"\r\n\r\n"));
+        assert!(event_ended(b"}\n\r\n"));
+        assert!(event_ended(&[b'\n'; 4]));
+        assert!(!event_ended(b"a: b"));
+        assert!(!event_ended(b"\"}\r\n"));
+        // CRLF, then the CR of a second CRLF whose LF has not come yet.
+        assert!(!event_ended(b"x\r\n\r"));
+    }
+
     #[test]
     fn keep_alive_chunk_is_well_framed() {
         let mut t = crate::http::chunked::ChunkedTracker::new();
