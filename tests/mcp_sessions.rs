@@ -100,6 +100,9 @@ fn session_token_hides_the_upstream_id_and_restores_it() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["result"]["session"], s.original.as_str(), "{r:?}");
+    // The upstream names its session on this answer too: the client gets its own token
+    // back unchanged (clients keep the latest id they saw).
+    assert_eq!(r.header("mcp-session-id"), Some(s.token.as_str()), "{r:?}");
     let seen = up.up.last();
     assert_eq!(
         seen.header("mcp-session-id"),

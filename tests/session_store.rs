@@ -153,9 +153,14 @@ fn sessions_are_listed_and_revoked_through_the_admin_api() {
         .unwrap_or_default();
     assert!(raw.contains("\"server\":\"one\""), "{raw}");
 
-    // The session works through both processes (the second asks the store first).
-    assert_eq!(call(&gw, &token).status, 200);
-    assert_eq!(call(&second, &token).status, 200);
+    // The session works through both processes (the second asks the store first). The
+    // upstream names its session on every answer; the token the client keeps stays the one
+    // recorded.
+    for gateway in [&gw, &second] {
+        let r = call(gateway, &token);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("mcp-session-id"), Some(token.as_str()), "{r:?}");
+    }
 
     // Without the admin token: 401. Unknown id: 404.
     assert_eq!(admin(&gw, "GET", "/admin/sessions", None).status, 401);

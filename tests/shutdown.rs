@@ -83,7 +83,9 @@ fn requests_slower_than_the_shutdown_timeout_do_not_hold_the_exit() {
     let mut gw = Gateway::start(&cfg);
     let addr = gw.data_addr();
     std::thread::spawn(move || {
-        let _ = Client::connect(addr).try_send(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n");
+        // The client stays connected (one that leaves ends its request at once).
+        let mut client = Client::connect(addr);
+        let _ = client.try_send(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n");
         std::thread::sleep(Duration::from_secs(30));
     });
     eventually(Duration::from_secs(5), || {

@@ -12,6 +12,7 @@ pub mod balancer;
 pub mod client_head;
 pub mod connection;
 pub mod error;
+pub mod hangup;
 pub mod http;
 pub mod legacy_sse;
 pub mod mcp;

@@ -140,12 +140,11 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             .map(<[u8]>::to_vec),
         _ => None,
     };
-    let (action, rest, session) = match route {
-        Route::Local(page) => (Action::Local(page), "", None),
+    let (action, rest) = match route {
+        Route::Local(page) => (Action::Local(page), ""),
         Route::UnknownServer(id) => (
             Action::Reject(GatewayError::UnknownServer(id.to_string())),
             "",
-            None,
         ),
         Route::Sse {
             target,
@@ -153,10 +152,10 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             message,
             query,
         } => match mcp::legacy::plan(head, shard, target, id, message, query) {
-            Ok(LegacyPlan::Preflight { origin }) => (Action::Preflight(origin), "", None),
+            Ok(LegacyPlan::Preflight { origin }) => (Action::Preflight(origin), ""),
             Ok(LegacyPlan::Stream { upstream, stream }) => {
                 legacy = Some(stream);
-                (Action::Proxy { upstream }, query, None)
+                (Action::Proxy { upstream }, query)
             }
             Ok(LegacyPlan::Message {
                 upstream,
@@ -165,20 +164,19 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
             }) => {
                 endpoint = Some(path);
                 body_check = check;
-                (Action::Proxy { upstream }, "", None)
+                (Action::Proxy { upstream }, "")
             }
             Ok(LegacyPlan::Bridge(call)) => {
                 let rid = request_id.as_bytes();
                 mcp::legacy::write_bridge_head(&mut out, head, &call, id, rid);
-                (Action::Bridge, "", None)
+                (Action::Bridge, "")
             }
-            Err(e) => (Action::Reject(e), "", None),
+            Err(e) => (Action::Reject(e), ""),
         },
         Route::Mcp { target, rest } => match mcp::route::plan(head, shard, target) {
-            Ok(McpPlan::Preflight { origin }) => (Action::Preflight(origin), "", None),
+            Ok(McpPlan::Preflight { origin }) => (Action::Preflight(origin), ""),
             Ok(McpPlan::Forward {
                 upstream,
-                session,
                 reply,
                 body_check: check,
                 store_key: key,
@@ -190,9 +188,9 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                 if mcp::legacy::is_legacy(shard, upstream) {
                     reverse = Some(format!("/reverse/{upstream}"));
                 }
-                (Action::Proxy { upstream }, rest, session)
+                (Action::Proxy { upstream }, rest)
             }
-            Err(e) => (Action::Reject(e), "", None),
+            Err(e) => (Action::Reject(e), ""),
         },
         Route::Default => match crate::sticky::pick_default(head, shard) {
             Some(pick) => {
@@ -202,10 +200,9 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                         upstream: pick.upstream,
                     },
                     head.target,
-                    None,
                 )
             }
-            None => (Action::Reject(GatewayError::NoHealthyUpstream), "", None),
+            None => (Action::Reject(GatewayError::NoHealthyUpstream), ""),
         },
     };
     let action = match (action, head.framing) {
@@ -231,7 +228,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                     (None, Some(_)) => "",
                     (None, None) => rest,
                 },
-                session: session.as_deref(),
+                session: mcp.as_ref().and_then(McpReply::upstream_session),
             };
             write_upstream_head(&mut out, head, &target, peer_ip, &request_id);
             Action::Proxy { upstream }
@@ -379,6 +376,10 @@ async fn proxy(
         }
     }
     if let Some(check) = &p.body_check {
+        // A client waiting for `100 Continue` sends the body the check needs only after it.
+        if p.expect_continue && !send_continue(conn).await {
+            return false;
+        }
         let wait = shard.config.server.limits.header_timeout;
         let checked = mcp::inspect::check(shard, conn, p.framing, check, index, wait).await;
         let (err, keep_alive) = match checked {
@@ -415,11 +416,8 @@ async fn proxy(
         let err = GatewayError::BodyTooLarge { limit: max_body };
         return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
     }
-    if p.expect_continue && !body_left.is_done() {
-        let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        if relay::write_all(&mut conn.stream, &mut cont).await.is_err() {
-            return false;
-        }
+    if p.expect_continue && !body_left.is_done() && !send_continue(conn).await {
+        return false;
     }
     let via = match (p.reverse, shard.sse_bridge) {
         (false, _) => None,
@@ -477,4 +475,10 @@ async fn proxy(
         }
         Err(upstream::Failure::ClientGone) => false,
     }
+}
+
+/// Answers `Expect: 100-continue`; false when the client is gone.
+async fn send_continue(conn: &mut Conn) -> bool {
+    let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+    relay::write_all(&mut conn.stream, &mut cont).await.is_ok()
 }

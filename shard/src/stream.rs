@@ -11,7 +11,8 @@
 //! spotting progress notifications.
 
 use crate::connection::Conn;
-use crate::relay::{pass_on, read_append, write_all, BodyLeft, RelayError, Relayed};
+use crate::hangup::{client_woke, ClientWoke};
+use crate::relay::{pass_on, write_all, BodyLeft, RelayError, Relayed};
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -54,6 +55,7 @@ pub async fn relay_events(
     let mut last_write = Instant::now();
     let mut progress_deadline = limits.progress_timeout.map(|t| Instant::now() + t);
     let mut watch_client = true;
+    let mut progress = ProgressSpotter::default();
     let mut copied = 0u64;
     while !left.is_done() {
         let keep_alive_at = limits
@@ -86,18 +88,14 @@ pub async fn relay_events(
             }
         };
         match woke {
-            Woke::Client => {
-                // EOF (or an error) from the client: it is gone. Bytes are a pipelined request:
-                // keep them for later and stop watching.
-                match read_append(&mut conn.stream, &mut conn.rbuf, 1024).await {
-                    Ok(n) if n > 0 => watch_client = false,
-                    _ => {
-                        return Err(RelayError::Write(
-                            std::io::ErrorKind::ConnectionAborted.into(),
-                        ))
-                    }
+            Woke::Client => match client_woke(conn).await {
+                ClientWoke::Pipelined => watch_client = false,
+                ClientWoke::Gone => {
+                    return Err(RelayError::Write(
+                        std::io::ErrorKind::ConnectionAborted.into(),
+                    ))
                 }
-            }
+            },
             Woke::Timer => {
                 let now = Instant::now();
                 if limits.hard_deadline.is_some_and(|d| now >= d)
@@ -144,7 +142,7 @@ pub async fn relay_events(
                     for &b in payload.iter().rev().take(4).rev() {
                         tail = [tail[1], tail[2], tail[3], b];
                     }
-                    saw_progress |= payload.windows(PROGRESS.len()).any(|w| w == PROGRESS);
+                    saw_progress |= progress.saw(payload);
                 };
                 let (body, send) = if unchunk {
                     let (body, send) = left.take_unchunked(&mut buf[..n])?;
@@ -177,6 +175,42 @@ pub async fn relay_events(
     })
 }
 
+/// Spots `notifications/progress` in the payload as it passes, also where the name is split
+/// across reads or chunks (the end of the last piece is kept for the next).
+#[derive(Default)]
+struct ProgressSpotter {
+    carry: [u8; PROGRESS.len() - 1],
+    carried: usize,
+}
+
+impl ProgressSpotter {
+    fn saw(&mut self, piece: &[u8]) -> bool {
+        const KEEP: usize = PROGRESS.len() - 1;
+        let mut found = piece.windows(PROGRESS.len()).any(|w| w == PROGRESS);
+        if !found && self.carried > 0 {
+            let mut joined = [0u8; 2 * KEEP];
+            let head = &piece[..piece.len().min(KEEP)];
+            joined[..self.carried].copy_from_slice(&self.carry[..self.carried]);
+            joined[self.carried..self.carried + head.len()].copy_from_slice(head);
+            let joined = &joined[..self.carried + head.len()];
+            found = joined.windows(PROGRESS.len()).any(|w| w == PROGRESS);
+        }
+        if piece.len() >= KEEP {
+            self.carry.copy_from_slice(&piece[piece.len() - KEEP..]);
+            self.carried = KEEP;
+        } else {
+            // Keep the newest KEEP bytes of what was carried plus this piece.
+            let total = self.carried + piece.len();
+            let drop = total.saturating_sub(KEEP);
+            self.carry.copy_within(drop..self.carried, 0);
+            let kept = self.carried - drop;
+            self.carry[kept..kept + piece.len()].copy_from_slice(piece);
+            self.carried = kept + piece.len();
+        }
+        found
+    }
+}
+
 /// Whether the bytes sent so far end with a blank line, i.e. between events. Servers end
 /// lines with LF or CRLF (the Python SDK: CRLF), so "\n\n", "\r\n\r\n" and the mixed
 /// "\n\r\n" count; a trailing CR does not, as the LF of a CRLF may still be coming.
@@ -186,6 +220,23 @@ fn event_ended(tail: &[u8; 4]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn progress_is_spotted_when_split_across_pieces() {
+        let event = b"data: {\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+        for cut in 0..event.len() {
+            let mut s = super::ProgressSpotter::default();
+            let first = s.saw(&event[..cut]);
+            let second = s.saw(&event[cut..]);
+            assert!(first || second, "missed with a cut at {cut}");
+        }
+        // Byte by byte.
+        let mut s = super::ProgressSpotter::default();
+        assert!(event.iter().any(|b| s.saw(std::slice::from_ref(b))));
+        let mut s = super::ProgressSpotter::default();
+        assert!(!s.saw(b"data: {\"method\":\"notifications/"));
+        assert!(!s.saw(b"message\"}\n\n"));
+    }
+
     #[test]
     fn events_end_at_a_blank_line_with_lf_or_crlf_line_ends() {
         use super::event_ended;

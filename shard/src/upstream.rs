@@ -10,13 +10,14 @@
 use crate::client_head::{write_client_head, HeadRewrite};
 use crate::connection::Conn;
 use crate::error::GatewayError;
+use crate::hangup::{self, HeadRead};
 use crate::http::response::{self, ResponseError};
 use crate::http::BodyFraming;
 use crate::legacy_sse;
 use crate::mcp::legacy::LegacyStream;
 use crate::mcp::route::McpReply;
 use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
-use crate::relay::{self, read_append, BodyLeft, RelayError};
+use crate::relay::{self, BodyLeft, RelayError};
 use crate::state::{Shard, BUFFER_SIZE};
 use crate::stream::{self, StreamLimits};
 use mcp_gateway_config::Upstream;
@@ -266,6 +267,7 @@ impl Exchange<'_> {
         }
         ubuf.clear();
         let mut seen_any = false;
+        let mut watch_client = true;
         let ResponseFacts {
             status,
             mut resp_left,
@@ -280,15 +282,22 @@ impl Exchange<'_> {
                 HeadStep::Interim => continue,
                 HeadStep::Bad => return Err(Attempt::Fatal(self.protocol())),
                 HeadStep::Partial => {
-                    let read = read_append(up, ubuf, BUFFER_SIZE);
-                    match monoio::time::timeout_at(self.deadline, read).await {
-                        Err(_) => return Err(self.timeout()),
-                        Ok(Ok(0)) | Ok(Err(_)) if !seen_any => {
+                    let read = hangup::read_unless_client_leaves(
+                        up,
+                        ubuf,
+                        conn,
+                        self.deadline,
+                        &mut watch_client,
+                    );
+                    match read.await {
+                        HeadRead::TimedOut => return Err(self.timeout()),
+                        HeadRead::ClientGone => return Err(Attempt::Fatal(Failure::ClientGone)),
+                        HeadRead::Read(Ok(0)) | HeadRead::Read(Err(_)) if !seen_any => {
                             return Err(Attempt::NoResponse(io::ErrorKind::ConnectionReset.into()))
                         }
-                        Ok(Ok(0)) => return Err(Attempt::Fatal(self.protocol())),
-                        Ok(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
-                        Ok(Ok(_)) => seen_any = true,
+                        HeadRead::Read(Ok(0)) => return Err(Attempt::Fatal(self.protocol())),
+                        HeadRead::Read(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
+                        HeadRead::Read(Ok(_)) => seen_any = true,
                     }
                 }
             }
@@ -452,6 +461,12 @@ impl Exchange<'_> {
         else {
             return Ok(None);
         };
+        if let Some(resumed) = mcp.resumed.as_ref() {
+            if resumed.upstream_session == h.value {
+                // Same session: the client's own token (ASCII, it opened) goes back as it came.
+                return Ok(Some(String::from_utf8_lossy(&resumed.token).into_owned()));
+            }
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -462,7 +477,8 @@ impl Exchange<'_> {
             .seal(mcp.replica, h.value, now)
         {
             Ok(token) => {
-                if let (Some(store), true) = (&self.shard.store, mcp.opens_session) {
+                // Every token sealed here is a new one (a resumed session's is echoed above).
+                if let Some(store) = &self.shard.store {
                     if let Some(key) = crate::store::key_of(token.as_bytes()) {
                         let record = serde_json::json!({
                             "id": String::from_utf8_lossy(&key),

@@ -162,7 +162,12 @@ impl Replica {
                     (_, Some(m)) => {
                         let body = json!({"jsonrpc": "2.0", "id": m.get("id").cloned().unwrap_or(Value::Null),
                             "result": {"replica": name, "session": session}});
-                        respond(s, req, 200, &json_ct, body.to_string().as_bytes());
+                        // Like the MCP Python SDK's servers: the session id on every answer.
+                        let mut headers = json_ct.to_vec();
+                        if let Some(sid) = &session {
+                            headers.push(("Mcp-Session-Id", sid));
+                        }
+                        respond(s, req, 200, &headers, body.to_string().as_bytes());
                     }
                     _ => {
                         let body = json!({"replica": name, "session": session});

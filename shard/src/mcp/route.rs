@@ -21,8 +21,27 @@ pub struct McpReply {
     pub stateless: bool,
     /// `subscriptions/listen`: the response is a long-lived stream, timed like a GET stream.
     pub listen: bool,
-    /// The request carried no session: a session id in the answer starts one.
-    pub opens_session: bool,
+    /// The session the request carried, if any.
+    pub resumed: Option<Resumed>,
+}
+
+/// A session named by the client's token.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// The upstream's own session id, restored from the token.
+    pub upstream_session: Vec<u8>,
+    /// The client's token as it came: handed back unchanged while the upstream keeps
+    /// answering with the same id, so a client that keeps the latest `Mcp-Session-Id` it
+    /// saw (the TypeScript SDK does) holds one token for the whole session, and the session
+    /// store's key for it stays valid.
+    pub token: Vec<u8>,
+}
+
+impl McpReply {
+    /// The upstream's own session id, for the upstream request head.
+    pub fn upstream_session(&self) -> Option<&[u8]> {
+        self.resumed.as_ref().map(|r| &r.upstream_session[..])
+    }
 }
 
 pub enum McpPlan {
@@ -30,8 +49,6 @@ pub enum McpPlan {
     Preflight { origin: Vec<u8> },
     Forward {
         upstream: usize,
-        /// The upstream's own session id, restored from the client's token.
-        session: Option<Vec<u8>>,
         reply: McpReply,
         /// The body must be read and checked before it goes upstream (a policy applies).
         body_check: Option<BodyCheck>,
@@ -99,7 +116,11 @@ pub fn plan(
                 .ok_or(GatewayError::SessionNotFound(
                     crate::mcp::session::TokenError::Gone,
                 ))?;
-            (upstream, Some((opened.upstream_session, token)))
+            let resumed = Resumed {
+                upstream_session: opened.upstream_session,
+                token: token.to_vec(),
+            };
+            (upstream, Some(resumed))
         }
         None => {
             let upstream = match target {
@@ -114,7 +135,7 @@ pub fn plan(
     };
     let body_check = authorize(head, shard, upstream, &routing)?;
     let store_key = match (&session, &shard.store) {
-        (Some((_, token)), Some(_)) => crate::store::key_of(token),
+        (Some(resumed), Some(_)) => crate::store::key_of(&resumed.token),
         _ => None,
     };
     Ok(McpPlan::Forward {
@@ -123,9 +144,8 @@ pub fn plan(
             replica: shard.routes.replica_ids[upstream],
             stateless: routing.method.is_some() && session.is_none(),
             listen: routing.method.is_some_and(stateless::is_listen),
-            opens_session: session.is_none(),
+            resumed: session,
         },
-        session: session.map(|(upstream_session, _)| upstream_session),
         body_check,
         store_key,
     })
