@@ -59,7 +59,7 @@ fn content_length_with_transfer_encoding_gets_400_and_is_not_forwarded() {
     let mut c = gw.client();
     // A classic request-smuggling shape.
     c.send(
-        b"POST /mcp/ok/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /mcp/ok/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /mcp/ok/smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /mcp/ok/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     let r = c.read_response().expect("a 400 response");
     assert_json_error(&r, 400);
@@ -79,7 +79,7 @@ fn slow_head_gets_408_after_header_timeout() {
     let gw = gateway_with(&ok, json!([]));
     let mut c = gw.client();
     let started = Instant::now();
-    c.send(b"GET /mcp/ok/slow HTTP/1.1\r\nHost: x\r\n");
+    c.send(b"GET /mcp/ok/slow HTTP/1.1\r\nHost: localhost\r\n");
     let r = c.read_response().expect("a 408 response");
     let waited = started.elapsed();
     assert_json_error(&r, 408);
@@ -96,7 +96,7 @@ fn body_over_max_body_bytes_gets_413() {
     let ok = Upstream::echo();
     let gw = gateway_with(&ok, json!([]));
     let mut c = gw.client();
-    c.send(b"POST /mcp/ok/big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
+    c.send(b"POST /mcp/ok/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n");
     let r = c.read_response().expect("a 413 response");
     assert_json_error(&r, 413);
     assert_still_serving(&gw);
@@ -110,7 +110,7 @@ fn chunked_body_over_max_body_bytes_gets_413() {
     let mut c = gw.client();
     // 3 chunks of 1000 bytes (limit 1000), all sent with the head in one write.
     let mut req =
-        b"POST /mcp/ok/big-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /mcp/ok/big-chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
             .to_vec();
     for _ in 0..3 {
         req.extend_from_slice(b"3e8\r\n");
@@ -134,7 +134,9 @@ fn chunked_body_streamed_over_max_body_bytes_gets_413() {
     let ok = Upstream::echo();
     let gw = gateway_with(&ok, json!([]));
     let mut c = gw.client();
-    c.send(b"POST /mcp/ok/streamed HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(
+        b"POST /mcp/ok/streamed HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
     // 4 chunks of 600 bytes (limit 1000), a pause between them so they arrive apart.
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(40));
@@ -161,7 +163,7 @@ fn huge_header_gets_431() {
     let ok = Upstream::echo();
     let gw = gateway_with(&ok, json!([]));
     let mut c = gw.client();
-    let mut req = b"GET /mcp/ok/big-head HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    let mut req = b"GET /mcp/ok/big-head HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
     req.extend(std::iter::repeat_n(b'a', 20 * 1024));
     req.extend_from_slice(b"\r\n\r\n");
     c.send(&req);
@@ -357,11 +359,11 @@ fn other_malformed_requests_get_400() {
         // HTTP/1.1 without Host (RFC 9112 §3.2: 400).
         b"GET /mcp/ok/x HTTP/1.1\r\n\r\n",
         // Two different Content-Length values.
-        b"POST /mcp/ok/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST /mcp/ok/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         // A non-numeric Content-Length.
-        b"POST /mcp/ok/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /mcp/ok/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
         // Not an origin-form target.
-        b"GET mcp/ok/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET mcp/ok/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
     ];
     for raw in cases {
         let mut c = gw.client();
@@ -380,7 +382,7 @@ fn other_malformed_requests_get_400() {
 fn too_many_headers_get_431() {
     let ok = Upstream::echo();
     let gw = gateway_with(&ok, json!([]));
-    let mut req = b"GET /mcp/ok/many HTTP/1.1\r\nHost: x\r\n".to_vec();
+    let mut req = b"GET /mcp/ok/many HTTP/1.1\r\nHost: localhost\r\n".to_vec();
     for i in 0..150 {
         req.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
     }
@@ -397,7 +399,7 @@ fn expect_100_continue_over_the_body_limit_gets_413_not_100() {
     let ok = Upstream::echo();
     let gw = gateway_with(&ok, json!([]));
     let mut c = gw.client();
-    c.send(b"POST /mcp/ok/big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    c.send(b"POST /mcp/ok/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
     let head = c.read_head().expect("a response");
     assert_eq!(head.status, 413, "{head:?}");
     assert_still_serving(&gw);
@@ -459,7 +461,7 @@ fn trickled_head_still_gets_408_at_the_header_timeout() {
     let mut w = c.conn.stream.try_clone().expect("clone");
     let started = Instant::now();
     let trickle = std::thread::spawn(move || {
-        let head = b"GET /mcp/ok/slowloris HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let head = b"GET /mcp/ok/slowloris HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         for b in head {
             if w.write_all(&[*b]).is_err() {
                 return;

@@ -91,7 +91,7 @@ fn get_is_proxied_with_rewritten_target_and_forwarding_headers() {
     let xff = req.header("x-forwarded-for").unwrap_or("");
     assert!(xff.contains("127.0.0.1"), "X-Forwarded-For: {xff:?}");
     assert_eq!(req.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(req.header("x-forwarded-host"), Some("gateway.test"));
+    assert_eq!(req.header("x-forwarded-host"), Some("localhost"));
     assert_eq!(req.header("x-request-id"), Some("client-id-123"));
     assert_eq!(
         req.header_count("x-request-id"),
@@ -247,7 +247,7 @@ fn expect_100_continue_is_answered_and_not_forwarded() {
     let up = Upstream::echo();
     let gw = Gateway::start(&config(json!([server("a", &up.url(""))])));
     let mut c = gw.client();
-    c.send(b"POST /mcp/a/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n");
+    c.send(b"POST /mcp/a/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n");
     let interim = c.read_head().expect("an interim response");
     assert_eq!(interim.status, 100, "{interim:?}");
     c.send(b"hello world");

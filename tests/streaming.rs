@@ -29,7 +29,9 @@ fn chunked_request_body_reaches_upstream_intact() {
     assert_eq!(up.last().body, b"hello world");
 
     // Chunk by chunk, with pauses, so the body is relayed after the head went upstream.
-    c.send(b"POST /mcp/a/piecewise HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(
+        b"POST /mcp/a/piecewise HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
     let mut expected = Vec::new();
     for i in 0..5u8 {
         thread::sleep(Duration::from_millis(30));
@@ -200,7 +202,7 @@ fn hundred_megabytes_up_and_down_with_bounded_memory() {
     let mut writer = c.conn.stream.try_clone().expect("clone");
     let upload = thread::spawn(move || {
         let head = format!(
-            "POST /mcp/big/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {BIG}\r\n\r\n"
+            "POST /mcp/big/upload HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {BIG}\r\n\r\n"
         );
         writer.write_all(head.as_bytes())?;
         write_pattern(&mut writer, BIG)

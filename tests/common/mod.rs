@@ -724,7 +724,7 @@ pub fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body:
     let mut out = format!("{method} {target} HTTP/1.1\r\n");
     let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !given("host") {
-        out.push_str("Host: gateway.test\r\n");
+        out.push_str("Host: localhost\r\n");
     }
     for (n, v) in headers {
         out.push_str(&format!("{n}: {v}\r\n"));

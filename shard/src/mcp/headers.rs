@@ -87,22 +87,43 @@ impl OriginPolicy {
     }
 }
 
+impl OriginPolicy {
+    /// Whether a request naming this `Host` may proceed. On a loopback listener with no
+    /// origins configured, only loopback names pass: after a DNS rebinding, a page's
+    /// same-origin requests carry no `Origin` at all, but their `Host` is the attacker's
+    /// name. No `Host` (HTTP/1.0) is not a browser.
+    pub fn allows_host(&self, host: Option<&[u8]>) -> bool {
+        match (self, host) {
+            (OriginPolicy::LoopbackOnly, Some(host)) => {
+                std::str::from_utf8(crate::http::trim_ascii(host)).is_ok_and(is_loopback_authority)
+            }
+            _ => true,
+        }
+    }
+}
+
 fn is_loopback_origin(origin: &[u8]) -> bool {
     let Ok(origin) = std::str::from_utf8(origin) else {
         return false;
     };
-    let Some((scheme, rest)) = origin.split_once("://") else {
+    let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return false;
-    }
-    let host = if let Some(v6) = rest.strip_prefix('[') {
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        && is_loopback_authority(authority)
+}
+
+/// `host[:port]` naming this machine: `localhost`, an IPv4 loopback address, or `[::1]`.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
-        rest.split(':').next().unwrap_or("")
+        authority.split(':').next().unwrap_or("")
     };
-    host.eq_ignore_ascii_case("localhost") || host == "::1" || host.starts_with("127.")
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -128,6 +149,21 @@ mod tests {
         assert!(accept_ok("GET", Some(b"text/*;q=0.5")));
         assert!(!accept_ok("POST", Some(b"text/html")));
         assert!(!accept_ok("GET", Some(b"application/json")));
+    }
+
+    #[test]
+    fn hosts() {
+        let local = OriginPolicy::new(&[], true);
+        assert!(local.allows_host(Some(b"localhost:8080")));
+        assert!(local.allows_host(Some(b"127.0.0.1")));
+        assert!(local.allows_host(Some(b"[::1]:9000")));
+        assert!(local.allows_host(None));
+        assert!(!local.allows_host(Some(b"evil.example:8080")));
+        assert!(!local.allows_host(Some(b"localhost.evil.example")));
+        assert!(!local.allows_host(Some(b"127.evil.example")));
+        assert!(OriginPolicy::new(&[], false).allows_host(Some(b"mcp.example")));
+        let list = OriginPolicy::new(&["https://app.example".into()], true);
+        assert!(list.allows_host(Some(b"mcp.example")));
     }
 
     #[test]

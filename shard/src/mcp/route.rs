@@ -64,12 +64,16 @@ pub fn header<'b>(head: &RequestHead<'_, 'b>, name: &str) -> Option<&'b [u8]> {
         .map(|h| h.value)
 }
 
-/// The browser rules of MCP endpoints: a request from a disallowed `Origin` is refused;
+/// The browser rules of MCP endpoints: a request from a disallowed `Origin`, or naming a
+/// disallowed `Host` (DNS-rebinding defence on loopback listeners), is refused;
 /// a CORS preflight from an allowed one is answered by the gateway (its origin returned).
 pub fn browser_preflight(
     head: &RequestHead<'_, '_>,
     shard: &Shard,
 ) -> Result<Option<Vec<u8>>, GatewayError> {
+    if !shard.origins.allows_host(header(head, "host")) {
+        return Err(GatewayError::Forbidden("host not allowed"));
+    }
     let origin = header(head, "origin");
     if let Some(o) = origin {
         if !shard.origins.allows(o) {
