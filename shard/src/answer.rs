@@ -22,23 +22,35 @@ pub async fn respond_page(
     body_skipped: bool,
 ) -> bool {
     let keep_open = p.keep_alive && body_skipped;
-    let pages = shard.pages.borrow().clone();
-    let Some(page) = pages.get(page) else {
-        return respond_error(
-            shard,
-            conn,
-            &GatewayError::BadRequest("page unavailable"),
-            &p.error_style(),
-            false,
-            out,
-        )
-        .await;
+    // Encoded while borrowed: cloning the `Arc` of pages the management shard sends every
+    // shard would touch a shared counter per request.
+    let Some(status) = encode_page(shard, p, page, keep_open, out) else {
+        let err = GatewayError::BadRequest("page unavailable");
+        return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
     };
+    let written = out.len() as u64;
+    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    let latency = p.started.elapsed().as_micros() as u64;
+    let mut m = shard.metrics.borrow_mut();
+    m.response(status, latency, p.head_len as u64, written);
+    m.page_served();
+    ok && keep_open
+}
+
+/// Writes the page's response into `out`; its status, or `None` if it is not rendered.
+fn encode_page(
+    shard: &Shard,
+    p: &Prepared,
+    page: LocalPage,
+    keep_open: bool,
+    out: &mut Vec<u8>,
+) -> Option<u16> {
+    let pages = shard.pages.borrow();
+    let page = pages.get(page)?;
     out.clear();
-    let date = shard.date.borrow().clone();
     encode::local_response(
         out,
-        date.as_bytes(),
+        shard.date.borrow().as_bytes(),
         &LocalResponse {
             status: page.status,
             content_type: page.content_type,
@@ -51,13 +63,7 @@ pub async fn respond_page(
     if p.is_head {
         out.truncate(out.len() - page.body.len());
     }
-    let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
-    let latency = p.started.elapsed().as_micros() as u64;
-    let mut m = shard.metrics.borrow_mut();
-    m.response(page.status, latency, p.head_len as u64, written);
-    m.page_served();
-    ok && keep_open
+    Some(page.status)
 }
 
 /// CORS headers for a response to an allowed browser origin.

@@ -55,10 +55,19 @@ impl WeightedRoundRobin {
     }
 
     /// Next member position the caller accepts; `None` when every member is vetoed.
+    ///
+    /// A whole period of the schedule picks each member (of non-zero weight) at least once.
+    /// It can be long (one weight of 1000 among 1000 members of weight 1: ~2000 picks over
+    /// a million steps), so after as many vetoed picks as there are members, one pass over
+    /// the members decides whether walking on can succeed: when all are down (a common
+    /// failure) a request costs O(members), not the whole period.
     pub fn next(&mut self, mut acceptable: impl FnMut(usize) -> bool) -> Option<usize> {
-        // One full cycle visits every member at least once.
-        let cycle = self.weights.len() * (self.max_weight / self.gcd).max(1) as usize;
-        for _ in 0..cycle {
+        let n = self.weights.len();
+        let period: u64 = self.weights.iter().map(|w| u64::from(w / self.gcd)).sum();
+        for picked in 0..period {
+            if picked == n as u64 && !(0..n).any(|i| self.weights[i] > 0 && acceptable(i)) {
+                return None;
+            }
             let pick = self.step()?;
             if acceptable(pick) {
                 return Some(pick);
@@ -109,6 +118,17 @@ mod tests {
             counts[w.next(|_| true).unwrap()] += 1;
         }
         assert_eq!(counts, [300, 100]);
+    }
+
+    #[test]
+    fn a_lone_acceptable_member_is_found_behind_a_heavy_one() {
+        let mut weights = vec![1; 1000];
+        weights[0] = 1000;
+        let mut w = WeightedRoundRobin::new(weights, 0);
+        for _ in 0..3 {
+            assert_eq!(w.next(|i| i == 777), Some(777));
+        }
+        assert_eq!(w.next(|_| false), None);
     }
 
     #[test]

@@ -182,12 +182,22 @@ impl Shard {
     }
 
     /// What the answer to a stateless (2026-07-28) request says about the replica: a 400
-    /// is how servers of earlier revisions refuse an unknown `MCP-Protocol-Version`.
+    /// is how servers of earlier revisions refuse an unknown `MCP-Protocol-Version`. From a
+    /// replica whose `server/discover` probe answered, a 400 is about the request (a bad
+    /// call of one client), not the revision, and moves no traffic.
     pub fn learn_revision(&self, upstream: usize, status: u16) {
+        let probed_current = self
+            .probed_stateless
+            .borrow()
+            .get(upstream)
+            .copied()
+            .flatten();
         if let Some(slot) = self.predates_stateless.borrow_mut().get_mut(upstream) {
             match status {
                 200..=299 => *slot = None,
-                400 => *slot = Some(std::time::Instant::now() + REVISION_MEMORY),
+                400 if probed_current != Some(true) => {
+                    *slot = Some(std::time::Instant::now() + REVISION_MEMORY)
+                }
                 _ => {}
             }
         }
