@@ -13,7 +13,7 @@ use super::client::{self, BodyReader};
 use super::session::{Queue, Signal};
 use mcp_gateway_config::{GatewayConfig, Upstream};
 use mcp_gateway_shard::http::encode;
-use mcp_gateway_shard::mcp::sse_event::Decoder;
+use mcp_gateway_shard::mcp::sse_event::{Decoder, MAX_EVENT_BYTES};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use serde_json::Value;
@@ -26,8 +26,6 @@ use std::sync::Arc;
 pub const REVERSE_SESSION_PREFIX: &str = "r.";
 /// Most reverse sessions one bridge holds (each holds an upstream stream open).
 pub const MAX_REVERSE_SESSIONS: usize = 10_000;
-/// An SSE event longer than this from the server ends the session (a broken stream).
-const MAX_EVENT: usize = 64 * 1024 * 1024;
 /// A session its client has not used this long (no request, no GET stream) ends: clients
 /// that vanish without DELETE must not hold server streams for ever.
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -372,7 +370,7 @@ async fn read_stream(
                 session.route(data);
             }
         }
-        if decoder.pending() > MAX_EVENT {
+        if decoder.pending() > MAX_EVENT_BYTES {
             break "the legacy server sent an oversized event";
         }
     };

@@ -11,7 +11,7 @@ use super::client::{self, BodyReader, Head};
 use super::session::{Incoming, Session};
 use mcp_gateway_config::{GatewayConfig, Upstream};
 use mcp_gateway_shard::http::encode;
-use mcp_gateway_shard::mcp::sse_event::Decoder;
+use mcp_gateway_shard::mcp::sse_event::{Decoder, MAX_EVENT_BYTES};
 use mcp_gateway_shard::mcp::stateless::{self, BodyCheck};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -338,6 +338,10 @@ async fn relay_events(
                 }
                 _ => {}
             }
+        }
+        if decoder.pending() > MAX_EVENT_BYTES {
+            tracing::warn!(session = %session.id, "the server sent an oversized event; stream dropped");
+            return last_id;
         }
     }
 }

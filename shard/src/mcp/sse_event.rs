@@ -7,34 +7,60 @@
 //! know what an event means.
 
 /// Where the first complete event in `buf[from..]` ends: `(end of its block, the last line's
-/// line end included; index just past the blank line that ends it)`. `None` if no event is complete yet. A CR at the very
-/// end of `buf` may be the first half of a CRLF, so it does not end a line yet.
+/// line end included; index just past the blank line that ends it)`. `None` if no event is
+/// complete yet. A CR at the very end of `buf` may be the first half of a CRLF, so it does
+/// not end a line yet.
 pub fn event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
-    // Blank lines before any field are not an event of their own: the block starts after them.
-    let mut block_start = from;
-    let mut line_start = from;
-    let mut i = from;
-    while i < buf.len() {
+    scan(buf, Scan::at(from)).ok()
+}
+
+/// How far an incomplete event has been read, so more bytes resume the scan where it
+/// stopped instead of from the event's start (a big event arriving in small pieces would
+/// otherwise be scanned again for every piece).
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Where the event's block starts (after blank lines that precede any field).
+    block_start: usize,
+    /// Where the line being read starts.
+    line_start: usize,
+    /// The next byte to look at.
+    pos: usize,
+}
+
+impl Scan {
+    fn at(from: usize) -> Scan {
+        Scan {
+            block_start: from,
+            line_start: from,
+            pos: from,
+        }
+    }
+}
+
+fn scan(buf: &[u8], mut s: Scan) -> Result<(usize, usize), Scan> {
+    while s.pos < buf.len() {
+        let i = s.pos;
         let after = match buf[i] {
             b'\n' => i + 1,
-            b'\r' if i + 1 == buf.len() => return None,
+            b'\r' if i + 1 == buf.len() => return Err(s),
             b'\r' if buf[i + 1] == b'\n' => i + 2,
             b'\r' => i + 1,
             _ => {
-                i += 1;
+                s.pos += 1;
                 continue;
             }
         };
-        if i == line_start {
-            if line_start > block_start {
-                return Some((i, after));
+        if i == s.line_start {
+            if s.line_start > s.block_start {
+                return Ok((i, after));
             }
-            block_start = after;
+            // Blank lines before any field are not an event of their own.
+            s.block_start = after;
         }
-        line_start = after;
-        i = after;
+        s.line_start = after;
+        s.pos = after;
     }
-    None
+    Err(s)
 }
 
 /// One field line of an event: (name, value), the value without the one optional space.
@@ -116,10 +142,14 @@ pub fn write_event(out: &mut Vec<u8>, event: &str, data: &[u8]) {
     out.push(b'\n');
 }
 
+/// The most a bridge holds of one event before it gives up on the stream.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Collects stream bytes and hands out whole events.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    scan: Scan,
 }
 
 impl Decoder {
@@ -133,10 +163,18 @@ impl Decoder {
     }
 
     pub fn next_event(&mut self) -> Option<Event> {
-        let (end, after) = event_end(&self.buf, 0)?;
-        let event = Event::parse(&self.buf[..end]);
-        self.buf.drain(..after);
-        Some(event)
+        match scan(&self.buf, self.scan) {
+            Ok((end, after)) => {
+                let event = Event::parse(&self.buf[..end]);
+                self.buf.drain(..after);
+                self.scan = Scan::default();
+                Some(event)
+            }
+            Err(progress) => {
+                self.scan = progress;
+                None
+            }
+        }
     }
 }
 
@@ -156,6 +194,29 @@ mod tests {
         assert_eq!(event_end(b"data: x\n", 0), None);
         assert_eq!(event_end(b"\n\ndata: x\n\n", 0), Some((10, 11)));
         assert_eq!(event_end(b"a\n\nb\n\n", 3), Some((5, 6)));
+    }
+
+    #[test]
+    fn decoder_resumes_across_pieces() {
+        let stream = b"\r\n\nevent: a\r\ndata: 1\r\n\r\ndata: 2\n\n: c\n\ndata: 3\r\r\n";
+        for size in 1..stream.len() {
+            let mut d = Decoder::default();
+            let mut got = Vec::new();
+            for piece in stream.chunks(size) {
+                d.push(piece);
+                while let Some(e) = d.next_event() {
+                    got.push((e.event, e.data));
+                }
+            }
+            let data: Vec<_> = got.iter().filter_map(|(_, d)| d.clone()).collect();
+            assert_eq!(
+                data,
+                vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()],
+                "{size}"
+            );
+            assert_eq!(got[0].0.as_deref(), Some(&b"a"[..]), "{size}");
+            assert_eq!(d.pending(), 0, "{size}");
+        }
     }
 
     #[test]
