@@ -14,6 +14,7 @@ use super::process;
 use super::relay::{get, relay_stream, Answer, Exchange};
 use super::session::{error_body, Outgoing, INTERNAL_ERROR};
 use monoio::net::TcpStream;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::io;
@@ -109,13 +110,19 @@ pub struct Batch {
 }
 
 fn parse_batch(body: &[u8]) -> Result<Batch, Refusal> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| (400, PARSE_ERROR, "Parse error".into()))?;
-    let (messages, is_array) = match value {
-        Value::Array(m) => (m, true),
-        m @ Value::Object(_) => (vec![m], false),
-        _ => return Err((400, INVALID_REQUEST, "Invalid Request".into())),
+    let parse_error = || (400, PARSE_ERROR, "Parse error".into());
+    let raw: &RawValue = serde_json::from_slice(body).map_err(|_| parse_error())?;
+    let is_array = raw.get().trim_start().starts_with('[');
+    let raws: Vec<&RawValue> = if is_array {
+        serde_json::from_str(raw.get()).map_err(|_| parse_error())?
+    } else {
+        vec![raw]
     };
+    let messages: Vec<Value> = raws
+        .iter()
+        .map(|r| serde_json::from_str(r.get()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| parse_error())?;
     if messages.is_empty() || !messages.iter().all(Value::is_object) {
         return Err((400, INVALID_REQUEST, "Invalid Request".into()));
     }
@@ -126,10 +133,14 @@ fn parse_batch(body: &[u8]) -> Result<Batch, Refusal> {
         is_array,
         initialize: false,
     };
-    for m in &messages {
-        // Compact JSON has no raw newline, so each message is exactly one line.
-        let line = serde_json::to_vec(m).map_err(|_| (400, PARSE_ERROR, "Parse error".into()))?;
-        batch.lines.extend_from_slice(&line);
+    for (m, raw) in messages.iter().zip(&raws) {
+        // The client's text as it came (key order, number precision), on one line: JSON
+        // strings hold no raw line ends, so any CR or LF is whitespace between tokens.
+        batch.lines.extend(
+            raw.get()
+                .bytes()
+                .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
         batch.lines.push(b'\n');
         let method = m.get("method").and_then(Value::as_str);
         let id = m.get("id").filter(|id| !id.is_null());
@@ -140,6 +151,8 @@ fn parse_batch(body: &[u8]) -> Result<Batch, Refusal> {
             batch.initialize |= method == "initialize";
             batch.requests.push(Outgoing {
                 id: id.to_string(),
+                // The MCP spec: `initialize` must not be cancelled.
+                cancellable: method != "initialize",
                 progress: m
                     .pointer("/params/_meta/progressToken")
                     .map(Value::to_string),
@@ -195,7 +208,7 @@ async fn post(host: &Shared, conn: &mut Conn, server: usize, req: Request) -> io
     if sse {
         return relay_stream(conn, &exchange, max_timeout).await;
     }
-    match exchange.collect(timeout).await {
+    match exchange.collect_unless_gone(conn, timeout).await? {
         Some(body) => conn.json(200, &body, &[]).await,
         None => {
             let why = "stdio server did not answer in time".into();
@@ -281,4 +294,32 @@ async fn initialize(
     conn.event(&line);
     conn.stream_end();
     conn.send().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_batch;
+
+    #[test]
+    fn messages_reach_stdin_as_the_client_wrote_them_one_per_line() {
+        let body = b"[{\"jsonrpc\": \"2.0\",\n \"method\": \"tools/call\", \"id\": 1,\n \"params\": {\"z\": 1, \"a\": 12345678901234567890123, \"t\": \"x\\ny\"}},\r\n {\"method\": \"notifications/initialized\", \"jsonrpc\": \"2.0\"}]";
+        let Ok(batch) = parse_batch(body) else {
+            panic!("a valid batch was refused");
+        };
+        let text = String::from_utf8(batch.lines).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        // Key order and the big integer are kept; the escaped newline in a string stays.
+        assert!(
+            lines[0].contains("{\"z\": 1, \"a\": 12345678901234567890123, \"t\": \"x\\ny\"}"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("{\"method\""), "{text}");
+        assert!(batch.is_array);
+        assert_eq!(batch.requests.len(), 1);
+        assert!(parse_batch(b"[]").is_err());
+        assert!(parse_batch(b"[1]").is_err());
+        assert!(parse_batch(b"{").is_err());
+        assert!(parse_batch(b"  {\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":\"a\"}").is_ok());
+    }
 }
