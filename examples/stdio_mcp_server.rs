@@ -4,7 +4,9 @@
 //!
 //! Tools: `echo` (text back), `slow_count` (n progress notifications 100 ms apart, then a
 //! result), `whoami` (this process's pid, working directory and `STDIO_TEST_VALUE`), and
-//! `sleep` (returns after ms milliseconds, for requests in flight when the process dies),
+//! `sleep` (returns after ms milliseconds, for requests in flight when the process dies or
+//! the client leaves; says on stderr when it starts and when `notifications/cancelled`
+//! stops it),
 //! `announce` (returns at once, then sends `notifications/tools/list_changed` 200 ms later,
 //! when no request is in flight: it can only reach the client on its GET stream).
 //!
@@ -16,6 +18,7 @@ use rmcp::{
         Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities,
         ServerConfig,
     },
+    service::RequestContext,
     tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
 };
 use std::time::Duration;
@@ -70,10 +73,21 @@ impl StdioTestServer {
         .to_string()
     }
 
-    #[tool(description = "Answer after ms milliseconds")]
-    async fn sleep(&self, Parameters(SleepArgs { ms }): Parameters<SleepArgs>) -> String {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        format!("slept {ms} ms")
+    #[tool(description = "Answer after ms milliseconds, or at once when cancelled")]
+    async fn sleep(
+        &self,
+        Parameters(SleepArgs { ms }): Parameters<SleepArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
+        // Both lines reach the gateway's log (stderr), where tests look for them.
+        eprintln!("sleep of {ms} ms started");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => format!("slept {ms} ms"),
+            _ = ctx.ct.cancelled() => {
+                eprintln!("sleep of {ms} ms cancelled");
+                "cancelled".to_string()
+            }
+        }
     }
 
     #[tool(description = "Return, then send notifications/tools/list_changed 200 ms later")]

@@ -13,7 +13,7 @@
 mod common;
 mod mcp_support;
 
-use common::{config, eventually, Gateway};
+use common::{config, eventually, request_bytes, Gateway};
 use mcp_support::{fresh, init_body, mcp_headers, rpc, with_session};
 use rmcp::{
     model::{
@@ -406,6 +406,63 @@ fn one_process_per_session_capped_by_max_processes() {
 
 /// A process killed mid-request: the request gets a JSON-RPC error (no hang), the session
 /// is gone (404), and a new session gets a new process that works.
+#[test]
+fn a_call_whose_client_hangs_up_is_cancelled_on_the_server() {
+    let gw = start(json!([stdio_server("patient", json!({}))]));
+    let (token, pid) = raw_session(&gw, "patient");
+    let sse = [
+        ("Content-Type", "application/json"),
+        ("Accept", "text/event-stream"),
+        ("Mcp-Session-Id", token.as_str()),
+    ];
+    // Answered as JSON, then as an event stream: either way the client leaves mid-call.
+    for (ms, headers) in [(30_000, json_only(&token)), (30_001, sse.to_vec())] {
+        let call = rpc(
+            "tools/call",
+            ms,
+            json!({"name": "sleep", "arguments": {"ms": ms}}),
+        );
+        let mut c = common::Client::connect(gw.data_addr());
+        c.send(&request_bytes("POST", "/mcp/patient", &headers, &call));
+        eventually(Duration::from_secs(10), || {
+            gw.logs
+                .text()
+                .contains(&format!("sleep of {ms} ms started"))
+                .then_some(())
+        })
+        .expect("the call reached the server");
+        drop(c);
+        // The server is told (notifications/cancelled) and stops the work at once.
+        eventually(Duration::from_secs(5), || {
+            gw.logs
+                .text()
+                .contains(&format!("sleep of {ms} ms cancelled"))
+                .then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{ms}: no cancellation reached the server\n{}",
+                gw.logs.text()
+            )
+        });
+    }
+    // The process and its session live on.
+    assert!(exists(pid));
+    let r = fresh(
+        gw.data_addr(),
+        "POST",
+        "/mcp/patient",
+        &json_only(&token),
+        &rpc(
+            "tools/call",
+            9,
+            json!({"name": "echo", "arguments": {"text": "still here"}}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.text().contains("still here"), "{r:?}");
+}
+
 #[test]
 fn killed_process_fails_its_requests_and_the_next_session_works() {
     let gw = start(json!([stdio_server("fragile", json!({}))]));

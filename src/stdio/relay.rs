@@ -3,8 +3,8 @@
 //! stream of server messages.
 //!
 //! Owns: the `Exchange` guard (whatever way an exchange ends, even by its connection
-//! breaking, its registrations are undone) and the event-stream loops with their keep-alive
-//! comments. Must not: hold the host's borrow across an await.
+//! breaking, its registrations are undone and the requests still waiting are cancelled with
+//! `notifications/cancelled`) and the event-stream loops with their keep-alive comments. Must not: hold the host's borrow across an await.
 
 use super::exchange::{find_session, not_found, refuse, Batch, Refusal, INVALID_REQUEST};
 use super::host::Shared;
@@ -88,8 +88,21 @@ impl Exchange {
         }
     }
 
+    /// Every response as one JSON body (an array for an array POST); `Err` when the shard
+    /// hangs up first (the exchange is then dropped, which cancels what is still waiting).
+    pub async fn collect_unless_gone(
+        &self,
+        conn: &Conn,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, io::Error> {
+        monoio::select! {
+            body = self.collect(timeout) => Ok(body),
+            _ = hung_up(conn) => Err(io::ErrorKind::ConnectionAborted.into()),
+        }
+    }
+
     /// Every response as one JSON body (an array for an array POST); `None` at timeout.
-    pub async fn collect(&self, timeout: Duration) -> Option<Vec<u8>> {
+    async fn collect(&self, timeout: Duration) -> Option<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         let mut answers = Vec::with_capacity(self.requests.len());
         while answers.len() < self.requests.len() {
@@ -143,7 +156,13 @@ pub async fn relay_stream(
             }
             break;
         }
-        match monoio::time::timeout(KEEP_ALIVE.min(deadline - now), exchange.sink.recv()).await {
+        let next_event =
+            monoio::time::timeout(KEEP_ALIVE.min(deadline - now), exchange.sink.recv());
+        let received = monoio::select! {
+            received = next_event => received,
+            _ = hung_up(conn) => return Err(io::ErrorKind::ConnectionAborted.into()),
+        };
+        match received {
             Ok(Some(first)) => {
                 let mut next = Some(first);
                 while let Some(event) = next {
@@ -164,6 +183,13 @@ pub async fn relay_stream(
     }
     conn.stream_end();
     conn.send().await
+}
+
+/// Resolves when the shard's side of the connection turns readable. A shard sends nothing
+/// while it waits for an answer, so that is its hang-up (its client left): noticed at once,
+/// not at the next write.
+async fn hung_up(conn: &Conn) {
+    let _ = conn.stream.readable(false).await;
 }
 
 /// Undoes a GET stream's attachment when it ends.

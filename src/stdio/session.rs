@@ -37,9 +37,12 @@ struct Pending {
 }
 
 /// A request the client sent: its id and progress token as JSON text (the map keys).
+#[derive(Debug, Clone)]
 pub struct Outgoing {
     pub id: String,
     pub progress: Option<String>,
+    /// Left unanswered, it is cancelled with `notifications/cancelled`.
+    pub cancellable: bool,
 }
 
 pub struct Session {
@@ -135,6 +138,11 @@ impl Session {
         for r in requests {
             if self.pending.get(&r.id).is_some_and(|p| p.sink.same(sink)) {
                 self.pending.remove(&r.id);
+                // Still unanswered: its client gave up (or time ran out). Tell the server, so
+                // it stops the work; a late response then finds nobody waiting and is dropped.
+                if r.cancellable {
+                    self.stdin.push(cancel_line(&r.id));
+                }
             }
             if let Some(token) = &r.progress {
                 if self.progress.get(token).is_some_and(|s| s.same(sink)) {
@@ -233,6 +241,14 @@ impl Session {
 }
 
 /// A JSON-RPC error response; `id` is JSON text (`null` when unknown).
+/// `notifications/cancelled` for the request with this id (JSON text), as one stdin line.
+fn cancel_line(id: &str) -> Vec<u8> {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{{\"requestId\":{id},\"reason\":\"the client went away\"}}}}\n"
+    )
+    .into_bytes()
+}
+
 pub fn error_line(id: &str, code: i64, message: &str) -> Vec<u8> {
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_string());
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
@@ -262,7 +278,30 @@ mod tests {
         Outgoing {
             id: id.to_string(),
             progress: progress.map(str::to_string),
+            cancellable: true,
         }
+    }
+
+    #[test]
+    fn requests_left_unanswered_are_cancelled_on_the_servers_stdin() {
+        let stdin = Mailbox::default();
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let mut s = Session::new(0, child, stdin.clone());
+        let sink = Mailbox::default();
+        let (answered, abandoned) = (request("1", None), request(r#""b""#, None));
+        s.register(&[answered.clone(), abandoned.clone()], &sink, None)
+            .unwrap();
+        s.route(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec());
+        s.unregister(&[answered, abandoned], &sink, None);
+        let line = stdin.try_recv().expect("a cancellation");
+        let msg: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(msg["method"], "notifications/cancelled");
+        assert_eq!(msg["params"]["requestId"], "b");
+        assert!(line.ends_with(b"\n"));
+        assert!(
+            stdin.try_recv().is_none(),
+            "the answered request was cancelled too"
+        );
     }
 
     fn kind(event: Option<Event>) -> String {
