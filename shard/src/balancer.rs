@@ -14,6 +14,8 @@ pub struct WeightedRoundRobin {
     gcd: u32,
     index: usize,
     current_weight: u32,
+    /// Picks in one whole period of the schedule: each member's weight over the gcd.
+    period: u64,
 }
 
 impl WeightedRoundRobin {
@@ -26,12 +28,15 @@ impl WeightedRoundRobin {
         } else {
             start % weights.len()
         };
+        let gcd = gcd.max(1);
+        let period = weights.iter().map(|w| u64::from(w / gcd)).sum();
         Self {
             weights,
             max_weight,
-            gcd: gcd.max(1),
+            gcd,
             index,
             current_weight: 0,
+            period,
         }
     }
 
@@ -63,8 +68,7 @@ impl WeightedRoundRobin {
     /// failure) a request costs O(members), not the whole period.
     pub fn next(&mut self, mut acceptable: impl FnMut(usize) -> bool) -> Option<usize> {
         let n = self.weights.len();
-        let period: u64 = self.weights.iter().map(|w| u64::from(w / self.gcd)).sum();
-        for picked in 0..period {
+        for picked in 0..self.period {
             if picked == n as u64 && !(0..n).any(|i| self.weights[i] > 0 && acceptable(i)) {
                 return None;
             }
