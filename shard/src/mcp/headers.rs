@@ -32,21 +32,37 @@ pub fn accept_ok(method: &str, accept: Option<&[u8]>) -> bool {
     };
     let accepts = |wanted: &str| {
         accept.split(|b| *b == b',').any(|item| {
-            let media = item
-                .split(|b| *b == b';')
-                .next()
-                .map(crate::http::trim_ascii)
-                .unwrap_or(b"");
-            media.eq_ignore_ascii_case(wanted.as_bytes())
-                || media == b"*/*"
-                || (media.ends_with(b"/*")
-                    && wanted.as_bytes().starts_with(&media[..media.len() - 1]))
+            let mut parts = item.split(|b| *b == b';').map(crate::http::trim_ascii);
+            let media = parts.next().unwrap_or(b"");
+            // `q=0` means "not acceptable" (RFC 9110 §12.4.2).
+            let refused = parts.any(is_zero_quality);
+            !refused
+                && (media.eq_ignore_ascii_case(wanted.as_bytes())
+                    || media == b"*/*"
+                    || (media.ends_with(b"/*")
+                        && wanted.as_bytes().starts_with(&media[..media.len() - 1])))
         })
     };
     match method {
         "GET" => accepts("text/event-stream"),
         "POST" => accepts("application/json") || accepts("text/event-stream"),
         _ => true,
+    }
+}
+
+/// A `q=0` (or `q=0.0`, `q=0.000`) parameter.
+fn is_zero_quality(param: &[u8]) -> bool {
+    let Some(value) = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))
+    else {
+        return false;
+    };
+    match value.split_first() {
+        Some((b'0', rest)) => {
+            rest.is_empty() || (rest[0] == b'.' && rest[1..].iter().all(|b| *b == b'0'))
+        }
+        _ => false,
     }
 }
 
@@ -149,6 +165,16 @@ mod tests {
         assert!(accept_ok("GET", Some(b"text/*;q=0.5")));
         assert!(!accept_ok("POST", Some(b"text/html")));
         assert!(!accept_ok("GET", Some(b"application/json")));
+        assert!(!accept_ok("GET", Some(b"text/event-stream;q=0")));
+        assert!(!accept_ok(
+            "POST",
+            Some(b"application/json; q=0.0, text/event-stream;q=0")
+        ));
+        assert!(accept_ok(
+            "POST",
+            Some(b"application/json;q=0.5, text/event-stream;q=0")
+        ));
+        assert!(accept_ok("GET", Some(b"text/event-stream;q=0.01")));
     }
 
     #[test]
