@@ -33,19 +33,20 @@ fn slow_upstream(delay: Duration) -> (Upstream, mpsc::Receiver<Duration>) {
                 Flow::Close
             }
             _ => {
-                let body = format!("{{\"target\":\"{}\"}}", req.target);
-                respond(
-                    s,
-                    req,
-                    200,
-                    &[("Content-Type", "application/json")],
-                    body.as_bytes(),
-                );
+                respond_json(s, req, &format!("{{\"target\":\"{}\"}}", req.target));
                 Flow::KeepAlive
             }
         }
     });
     (up, rx)
+}
+
+/// Waits until the upstream holds the (first) request.
+fn wait_in_flight(up: &Upstream) {
+    eventually(Duration::from_secs(5), || {
+        (up.request_count() == 1).then_some(())
+    })
+    .expect("the request reached the upstream");
 }
 
 fn call_body() -> Vec<u8> {
@@ -61,10 +62,7 @@ fn a_client_hanging_up_before_the_answer_closes_the_upstream_connection_at_once(
     let req = request_bytes("POST", "/mcp/slow", &mcp_headers(&[]), &call_body());
     c.send(&req);
     // The upstream has the request; the client gives up on it.
-    eventually(Duration::from_secs(5), || {
-        (up.request_count() == 1).then_some(())
-    })
-    .expect("the request reached the upstream");
+    wait_in_flight(&up);
     drop(c);
     let after = closed
         .recv_timeout(Duration::from_secs(5))
@@ -85,10 +83,7 @@ fn a_pipelined_request_behind_a_slow_answer_is_not_a_hang_up() {
     let first = request_bytes("POST", "/mcp/slow/one", &mcp_headers(&[]), &call_body());
     let second = request_bytes("POST", "/mcp/slow/two", &mcp_headers(&[]), &call_body());
     c.send(&first);
-    eventually(Duration::from_secs(5), || {
-        (up.request_count() == 1).then_some(())
-    })
-    .expect("the first request reached the upstream");
+    wait_in_flight(&up);
     std::thread::sleep(Duration::from_millis(100));
     c.send(&second);
     let one = c.read_response().expect("first answer");

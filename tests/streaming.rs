@@ -173,13 +173,7 @@ fn hundred_megabytes_up_and_down_with_bounded_memory() {
                 "{{\"len\":{},\"pattern\":{}}}",
                 req.body_len, req.body_is_pattern
             );
-            respond(
-                s,
-                req,
-                200,
-                &[("Content-Type", "application/json")],
-                body.as_bytes(),
-            );
+            respond_json(s, req, &body);
         }
         Flow::KeepAlive
     });

@@ -1139,6 +1139,17 @@ pub fn respond(
     let _ = s.write_all(&out);
 }
 
+/// Writes a `200` JSON response.
+pub fn respond_json(s: &mut TcpStream, req: &Request, body: &str) {
+    respond(
+        s,
+        req,
+        200,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+}
+
 /// Writes a chunked response head.
 pub fn respond_chunked_head(
     s: &mut TcpStream,
