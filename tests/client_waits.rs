@@ -1,7 +1,7 @@
 //! What the gateway does while a client waits for an answer, or stops waiting:
 //! - a client that hangs up before the response head (an MCP client cancelling a call that
 //!   will be answered as JSON) gets the upstream's connection closed at once, as the
-//!   upstream sees it, not after the server's `timeout`;
+//!   upstream sees it, not after the server's `timeout`, and counted as a client abort;
 //! - a pipelined request sent behind a slow answer is not taken for a hang-up;
 //! - a client sending `Expect: 100-continue` to a server with a policy (whose bodies the
 //!   gateway reads before forwarding) gets its `100 Continue` before the body is needed.
@@ -69,9 +69,17 @@ fn a_client_hanging_up_before_the_answer_closes_the_upstream_connection_at_once(
         .expect("the gateway did not close the upstream connection when the client left");
     assert!(after < Duration::from_secs(5), "closed after {after:?}");
 
-    // The gateway serves on.
-    let r = gw.get("/health");
-    assert_eq!(r.status, 200, "{r:?}");
+    // Counted (nginx would log a 499), and the gateway serves on.
+    let stats = gw.wait_stats(|s| s["clientAborts"] == 1);
+    assert_eq!(stats["clientAborts"], 1, "{stats}");
+    // Pages are rendered when read: the counter shows from a later read on.
+    eventually(Duration::from_secs(5), || {
+        let metrics = gw.get("/metrics").text();
+        metrics
+            .contains("mcp_gateway_client_aborts_total 1")
+            .then_some(())
+    })
+    .expect("mcp_gateway_client_aborts_total in /metrics");
 }
 
 #[test]

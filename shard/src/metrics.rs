@@ -40,6 +40,8 @@ pub struct Counters {
     pub upstream_connects: u64,
     pub upstream_reuses: u64,
     pub upstream_retries: u64,
+    /// Proxied requests whose client left before the response was complete (nginx's 499).
+    pub client_aborts: u64,
     /// The gateway's own pages served (the management shard re-renders them when read).
     pub pages_served: u64,
     /// MCP requests by method (from `Mcp-Method`, or from a body the gateway had to read),
@@ -67,6 +69,7 @@ impl Counters {
         self.upstream_connects += o.upstream_connects;
         self.upstream_reuses += o.upstream_reuses;
         self.upstream_retries += o.upstream_retries;
+        self.client_aborts += o.client_aborts;
         self.pages_served += o.pages_served;
         for (t, v) in self.mcp_methods.iter_mut().zip(o.mcp_methods) {
             *t += v;
@@ -174,6 +177,10 @@ impl ShardMetrics {
 
     pub fn upstream_retry(&mut self) {
         self.delta.counts.upstream_retries += 1;
+    }
+
+    pub fn client_abort(&mut self) {
+        self.delta.counts.client_aborts += 1;
     }
 
     /// Takes everything counted since the last call and starts afresh.

@@ -473,7 +473,11 @@ async fn proxy(
             m.upstream(index, status, latency, true);
             false
         }
-        Err(upstream::Failure::ClientGone) => false,
+        Err(upstream::Failure::ClientGone) => {
+            tracing::debug!(shard = shard.id, upstream = %upstream.id, "client left before the response was complete");
+            shard.metrics.borrow_mut().client_abort();
+            false
+        }
     }
 }
 

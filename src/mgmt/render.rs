@@ -180,6 +180,7 @@ fn stats(state: &State) -> Value {
         "bytes": {"received": t.counts.bytes_in, "sent": t.counts.bytes_out},
         "connections": {"active": t.active_connections(), "total": t.counts.connections_opened},
         "upstreamConnections": {"opened": t.counts.upstream_connects, "reused": t.counts.upstream_reuses, "retried": t.counts.upstream_retries},
+        "clientAborts": t.counts.client_aborts,
         "latency": latency_json(state),
         "shards": t.per_shard_requests.iter().enumerate().map(|(i, r)| json!({"id": i, "requests": r})).collect::<Vec<_>>(),
         "upstreams": upstreams,
@@ -281,6 +282,11 @@ fn metrics(state: &State) -> String {
         "mcp_gateway_upstream_retries_total",
         "Requests retried after a stale pooled connection.",
         t.counts.upstream_retries,
+    );
+    counter(
+        "mcp_gateway_client_aborts_total",
+        "Proxied requests whose client left before the response was complete.",
+        t.counts.client_aborts,
     );
     let _ = writeln!(out, "# HELP mcp_gateway_connections_active Open client connections.\n# TYPE mcp_gateway_connections_active gauge\nmcp_gateway_connections_active {}", t.active_connections());
     let _ = writeln!(out, "# HELP mcp_gateway_responses_total Responses by status class.\n# TYPE mcp_gateway_responses_total counter");
