@@ -124,4 +124,11 @@ fn expect_continue_on_a_server_with_a_policy_gets_100_before_the_body() {
         let r = c.read_response().expect("the answer");
         assert_eq!(r.status, status, "{tool}: {r:?}");
     }
+    // A body too large to check is refused at once, without asking for it.
+    let mut headers = mcp_headers(&[("Expect", "100-continue")]);
+    headers.push(("Content-Length", "5000000"));
+    let mut c = gw.client();
+    c.send(&request_bytes("POST", "/mcp/guarded", &headers, b""));
+    let r = c.read_head().expect("the refusal");
+    assert_eq!(r.status, 413, "{r:?}");
 }

@@ -64,9 +64,13 @@ pub async fn read_unless_client_leaves(
             conn.stream.readable(false).await
         };
         // The read is polled by reference: when the client wakes first, it stays in flight.
-        monoio::select! {
+        let readiness = monoio::select! {
             r = &mut read => return finished(r),
-            _ = client_readable => {}
+            readiness = client_readable => readiness,
+        };
+        // A socket that cannot even be polled is as good as gone (and reading it could wait).
+        if readiness.is_err() {
+            return HeadRead::ClientGone;
         }
         match client_woke(conn).await {
             ClientWoke::Gone => return HeadRead::ClientGone,

@@ -20,6 +20,7 @@ use crate::mcp;
 use crate::mcp::inspect::Refusal;
 use crate::mcp::legacy::LegacyPlan;
 use crate::mcp::route::{McpPlan, McpReply};
+use crate::mcp::stateless::MAX_CHECKED_BODY;
 use crate::relay::{self, BodyLeft};
 use crate::router::{self, LocalPage, Route};
 use crate::state::Shard;
@@ -376,8 +377,10 @@ async fn proxy(
         }
     }
     if let Some(check) = &p.body_check {
-        // A client waiting for `100 Continue` sends the body the check needs only after it.
-        if p.expect_continue && !send_continue(conn).await {
+        // A client waiting for `100 Continue` sends the body the check needs only after it;
+        // a body the check refuses unread (too large, no length) gets its answer without it.
+        let checkable = matches!(p.framing, BodyFraming::Length(n) if n <= MAX_CHECKED_BODY);
+        if p.expect_continue && checkable && !send_continue(conn).await {
             return false;
         }
         let wait = shard.config.server.limits.header_timeout;

@@ -3,8 +3,9 @@
 //! stream of server messages.
 //!
 //! Owns: the `Exchange` guard (whatever way an exchange ends, even by its connection
-//! breaking, its registrations are undone and the requests still waiting are cancelled with
-//! `notifications/cancelled`) and the event-stream loops with their keep-alive comments. Must not: hold the host's borrow across an await.
+//! breaking, its registrations are undone and the requests still waiting are cancelled
+//! with `notifications/cancelled`) and the event-stream loops with their keep-alive
+//! comments. Must not: hold the host's borrow across an await.
 
 use super::exchange::{find_session, not_found, refuse, Batch, Refusal, INVALID_REQUEST};
 use super::host::Shared;

@@ -240,7 +240,6 @@ impl Session {
     }
 }
 
-/// A JSON-RPC error response; `id` is JSON text (`null` when unknown).
 /// `notifications/cancelled` for the request with this id (JSON text), as one stdin line.
 fn cancel_line(id: &str) -> Vec<u8> {
     format!(
@@ -249,6 +248,7 @@ fn cancel_line(id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A JSON-RPC error response; `id` is JSON text (`null` when unknown).
 pub fn error_line(id: &str, code: i64, message: &str) -> Vec<u8> {
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_string());
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#)
