@@ -41,6 +41,13 @@ fn slow_upstream(delay: Duration) -> (Upstream, mpsc::Receiver<Duration>) {
     (up, rx)
 }
 
+/// A gateway in front of `slow_upstream(delay)` as server `slow`.
+fn slow_gateway(delay: Duration) -> (Upstream, mpsc::Receiver<Duration>, Gateway) {
+    let (up, closed) = slow_upstream(delay);
+    let gw = Gateway::start(&config(json!([server("slow", &up.url("/mcp"))])));
+    (up, closed, gw)
+}
+
 /// Waits until the upstream holds the (first) request.
 fn wait_in_flight(up: &Upstream) {
     eventually(Duration::from_secs(5), || {
@@ -55,8 +62,7 @@ fn call_body() -> Vec<u8> {
 
 #[test]
 fn a_client_hanging_up_before_the_answer_closes_the_upstream_connection_at_once() {
-    let (up, closed) = slow_upstream(Duration::from_secs(20));
-    let gw = Gateway::start(&config(json!([server("slow", &up.url("/mcp"))])));
+    let (up, closed, gw) = slow_gateway(Duration::from_secs(20));
 
     let mut c = gw.client();
     let req = request_bytes("POST", "/mcp/slow", &mcp_headers(&[]), &call_body());
@@ -84,8 +90,7 @@ fn a_client_hanging_up_before_the_answer_closes_the_upstream_connection_at_once(
 
 #[test]
 fn a_pipelined_request_behind_a_slow_answer_is_not_a_hang_up() {
-    let (up, closed) = slow_upstream(Duration::from_millis(600));
-    let gw = Gateway::start(&config(json!([server("slow", &up.url("/mcp"))])));
+    let (up, closed, gw) = slow_gateway(Duration::from_millis(600));
 
     let mut c = gw.client();
     let first = request_bytes("POST", "/mcp/slow/one", &mcp_headers(&[]), &call_body());

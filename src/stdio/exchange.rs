@@ -111,12 +111,11 @@ pub struct Batch {
 
 fn parse_batch(body: &[u8]) -> Result<Batch, Refusal> {
     let parse_error = || (400, PARSE_ERROR, "Parse error".into());
-    let raw: &RawValue = serde_json::from_slice(body).map_err(|_| parse_error())?;
-    let is_array = raw.get().trim_start().starts_with('[');
+    let is_array = body.trim_ascii_start().first() == Some(&b'[');
     let raws: Vec<&RawValue> = if is_array {
-        serde_json::from_str(raw.get()).map_err(|_| parse_error())?
+        serde_json::from_slice(body).map_err(|_| parse_error())?
     } else {
-        vec![raw]
+        vec![serde_json::from_slice(body).map_err(|_| parse_error())?]
     };
     let messages: Vec<Value> = raws
         .iter()

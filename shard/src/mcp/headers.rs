@@ -101,18 +101,16 @@ impl OriginPolicy {
             OriginPolicy::LoopbackOnly => is_loopback_origin(origin),
         }
     }
-}
 
-impl OriginPolicy {
     /// Whether a request naming this `Host` may proceed. On a loopback listener with no
     /// origins configured, only loopback names pass: after a DNS rebinding, a page's
     /// same-origin requests carry no `Origin` at all, but their `Host` is the attacker's
-    /// name. No `Host` (HTTP/1.0) is not a browser.
-    pub fn allows_host(&self, host: Option<&[u8]>) -> bool {
-        match (self, host) {
-            (OriginPolicy::LoopbackOnly, Some(host)) => {
-                std::str::from_utf8(crate::http::trim_ascii(host)).is_ok_and(is_loopback_authority)
-            }
+    /// name. No `Host` (HTTP/1.0) is not a browser. `host` is only looked up when it counts.
+    pub fn allows_host<'h>(&self, host: impl FnOnce() -> Option<&'h [u8]>) -> bool {
+        match self {
+            OriginPolicy::LoopbackOnly => host().is_none_or(|h| {
+                std::str::from_utf8(crate::http::trim_ascii(h)).is_ok_and(is_loopback_authority)
+            }),
             _ => true,
         }
     }
@@ -180,16 +178,16 @@ mod tests {
     #[test]
     fn hosts() {
         let local = OriginPolicy::new(&[], true);
-        assert!(local.allows_host(Some(b"localhost:8080")));
-        assert!(local.allows_host(Some(b"127.0.0.1")));
-        assert!(local.allows_host(Some(b"[::1]:9000")));
-        assert!(local.allows_host(None));
-        assert!(!local.allows_host(Some(b"evil.example:8080")));
-        assert!(!local.allows_host(Some(b"localhost.evil.example")));
-        assert!(!local.allows_host(Some(b"127.evil.example")));
-        assert!(OriginPolicy::new(&[], false).allows_host(Some(b"mcp.example")));
+        assert!(local.allows_host(|| Some(b"localhost:8080")));
+        assert!(local.allows_host(|| Some(b"127.0.0.1")));
+        assert!(local.allows_host(|| Some(b"[::1]:9000")));
+        assert!(local.allows_host(|| None));
+        assert!(!local.allows_host(|| Some(b"evil.example:8080")));
+        assert!(!local.allows_host(|| Some(b"localhost.evil.example")));
+        assert!(!local.allows_host(|| Some(b"127.evil.example")));
+        assert!(OriginPolicy::new(&[], false).allows_host(|| Some(b"mcp.example")));
         let list = OriginPolicy::new(&["https://app.example".into()], true);
-        assert!(list.allows_host(Some(b"mcp.example")));
+        assert!(list.allows_host(|| Some(b"mcp.example")));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn browser_preflight(
     head: &RequestHead<'_, '_>,
     shard: &Shard,
 ) -> Result<Option<Vec<u8>>, GatewayError> {
-    if !shard.origins.allows_host(header(head, "host")) {
+    if !shard.origins.allows_host(|| header(head, "host")) {
         return Err(GatewayError::Forbidden("host not allowed"));
     }
     let origin = header(head, "origin");
