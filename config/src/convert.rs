@@ -76,7 +76,11 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
                 header_timeout: millis(server.limits.header_timeout),
                 keep_alive_timeout: millis(server.keep_alive_timeout),
                 max_connections: to_usize(server.max_connections),
+                send_timeout: millis(server.limits.send_timeout),
+                min_body_rate: u64::try_from(server.limits.min_body_rate).unwrap_or(0),
+                min_body_rate_window: millis(server.limits.min_body_rate_window),
             },
+            trusted_proxies: checked.trusted_proxies,
         },
         upstreams,
         health_check: HealthCheck {
@@ -99,6 +103,8 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             dashboard_enabled: monitoring.dashboard.enabled,
             management_host: checked.management_host,
             management_port: to_u16(monitoring.dashboard.port),
+            management_max_connections: to_usize(monitoring.dashboard.max_connections),
+            data_port_pages: monitoring.data_port_pages.clone(),
         },
         logging: Logging {
             level: checked.log_level,
@@ -119,6 +125,7 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         security: Security {
             allowed_origins: checked.allowed_origins,
         },
+        upstream_idle_timeout: millis(user.upstream.idle_timeout),
     }
 }
 

@@ -69,6 +69,11 @@ const OVERRIDES: &[Override] = &[
         kind: Kind::Port,
     },
     Override {
+        var: "DASHBOARD_HOST",
+        path: &["monitoring", "dashboard", "host"],
+        kind: Kind::Text,
+    },
+    Override {
         var: "MONITORING_ENABLED",
         path: &["monitoring", "enabled"],
         kind: Kind::Bool,

@@ -19,6 +19,9 @@ pub struct GatewayConfig {
     pub logging: Logging,
     pub sessions: Sessions,
     pub security: Security,
+    /// `upstream.idleTimeout` ms (default 30000): pooled upstream connections idle this long
+    /// are closed by the shard's reaper.
+    pub upstream_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +41,57 @@ pub struct Server {
     /// flight may take before the process exits anyway.
     pub shutdown_timeout: Duration,
     pub limits: Limits,
+    /// `server.trustedProxies` (default none): peers whose forwarding headers pass on.
+    pub trusted_proxies: Vec<IpBlock>,
+}
+
+/// An IP address block (`10.0.0.0/8`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpBlock {
+    /// `addr` or `addr/prefix`; `None` if it is neither.
+    pub fn parse(text: &str) -> Option<IpBlock> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(IpBlock { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) if self.addr.is_ipv4() => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            other => other,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(block), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(block) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(block), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(block) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +114,13 @@ pub struct Limits {
     pub keep_alive_timeout: Duration,
     /// `server.maxConnections` / `MAX_CONNECTIONS` (default 10000), for the whole process.
     pub max_connections: usize,
+    /// `server.limits.sendTimeout` ms (default 30000): a response the client reads none of
+    /// for this long is cut, and its upstream connection freed.
+    pub send_timeout: Duration,
+    /// `server.limits.minBodyRate` bytes/s (default 1024; 0: off) averaged over
+    /// `minBodyRateWindow` ms (default 10000): a slower request body gets 408.
+    pub min_body_rate: u64,
+    pub min_body_rate_window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -233,10 +294,14 @@ pub struct Monitoring {
     pub metrics_tick: Duration,
     /// `monitoring.dashboard.enabled`.
     pub dashboard_enabled: bool,
-    /// `monitoring.dashboard.host` (default: `server.host`).
+    /// `monitoring.dashboard.host` / `DASHBOARD_HOST` (default 127.0.0.1).
     pub management_host: IpAddr,
     /// `monitoring.dashboard.port` / `DASHBOARD_PORT` (default 8081): management port.
     pub management_port: u16,
+    /// `monitoring.dashboard.maxConnections` (default 256).
+    pub management_max_connections: usize,
+    /// `monitoring.dataPortPages` (default all): the pages the data port serves, as paths.
+    pub data_port_pages: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -29,6 +29,7 @@ const STRING_ARRAYS: &[&str] = &[
     "upstream.servers[].tags",
     "upstream.servers[].args",
     "security.allowedOrigins",
+    "server.trustedProxies",
 ];
 
 /// The most edits for a "did you mean" suggestion.

@@ -176,7 +176,7 @@ fn other_semantic_checks() {
     let text = r#"{
       "server": {"host": "localhost", "httpsPort": 0, "limits": {"maxHeaderBytes": 100}},
       "upstream": {"healthCheck": {"path": "health"}},
-      "monitoring": {"metricsInterval": 5, "dashboard": {"port": 8080}},
+      "monitoring": {"metricsInterval": 5, "dashboard": {"port": 8080, "host": "0.0.0.0"}},
       "security": {"authentication": {"methods": ["jwt", "basic"]}}
     }"#;
     let found = errors(parse(text));
@@ -323,4 +323,42 @@ fn bad_upstream_headers() {
         );
     }
     assert_eq!(found.len(), expected_starts.len(), "{found:#?}");
+}
+
+#[test]
+fn edge_limits_and_exposure_keys() {
+    let text = r#"{
+      "server": {"trustedProxies": ["10.0.0.0/8", "::1", "10.0.0.0/33", "nope"],
+                 "limits": {"sendTimeout": 0, "minBodyRate": -1, "minBodyRateWindow": 10}},
+      "upstream": {"idleTimeout": 0},
+      "monitoring": {"dataPortPages": ["/health", "/secret"], "dashboard": {"maxConnections": 0}}
+    }"#;
+    let found = errors(parse(text));
+    let expected_starts = [
+        "server.trustedProxies[2]: `10.0.0.0/33` is not an IP address or CIDR block",
+        "server.trustedProxies[3]: `nope` is not an IP address or CIDR block",
+        "server.limits.sendTimeout: 0 is out of range",
+        "server.limits.minBodyRate: -1",
+        "server.limits.minBodyRateWindow: 10 is out of range",
+        "upstream.idleTimeout: 0 is out of range",
+        "monitoring.dataPortPages[1]: unknown page `/secret`",
+        "monitoring.dashboard.maxConnections: 0 is out of range",
+    ];
+    for start in expected_starts {
+        assert!(
+            found.iter().any(|e| e.starts_with(start)),
+            "{start}: {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected_starts.len(), "{found:#?}");
+    let config = load(
+        r#"{"server": {"trustedProxies": ["10.0.0.0/8", "::1"]}, "monitoring": {"dashboard": {"host": "0.0.0.0"}}}"#,
+    );
+    let proxies = &config.server.trusted_proxies;
+    assert!(proxies[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(!proxies[0].contains("11.1.2.3".parse().unwrap()));
+    assert!(proxies[0].contains("::ffff:10.9.9.9".parse().unwrap()));
+    assert!(proxies[1].contains("::1".parse().unwrap()));
+    assert!(!proxies[1].contains("127.0.0.1".parse().unwrap()));
+    assert!(config.monitoring.management_host.is_unspecified());
 }

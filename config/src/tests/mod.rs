@@ -177,7 +177,17 @@ fn empty_object_is_a_valid_config() {
         Duration::from_secs(65)
     );
     assert_eq!(config.server.limits.max_connections, 10000);
-    assert_eq!(config.monitoring.management_host, config.server.host);
+    // The management port is loopback-only unless configured otherwise.
+    assert_eq!(
+        config.monitoring.management_host,
+        std::net::IpAddr::from([127, 0, 0, 1])
+    );
+    assert_eq!(config.monitoring.management_max_connections, 256);
+    assert_eq!(config.monitoring.data_port_pages.len(), 6);
+    assert_eq!(config.server.limits.send_timeout, Duration::from_secs(30));
+    assert_eq!(config.server.limits.min_body_rate, 1024);
+    assert_eq!(config.upstream_idle_timeout, Duration::from_secs(30));
+    assert!(config.server.trusted_proxies.is_empty());
     assert!(config.sessions.secret.is_none());
     assert_eq!(config.sessions.ttl, Duration::from_millis(86_400_000));
     assert!(config.security.allowed_origins.is_empty());

@@ -63,6 +63,9 @@ pub struct ServerSection {
     /// before the process exits anyway.
     pub shutdown_timeout: i64,
     pub limits: LimitsSection,
+    /// Peers (IP addresses or CIDR blocks) whose `X-Forwarded-Proto`, `X-Forwarded-Host`
+    /// and `Forwarded` headers are passed on; from anyone else they are replaced.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -78,6 +81,7 @@ impl Default for ServerSection {
             sse_keep_alive: 15_000,
             shutdown_timeout: 10_000,
             limits: LimitsSection::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -123,6 +127,12 @@ pub struct LimitsSection {
     pub max_body_bytes: i64,
     /// Milliseconds.
     pub header_timeout: i64,
+    /// Milliseconds a response may wait for the client to read any of it.
+    pub send_timeout: i64,
+    /// Bytes per second a request body must average over `minBodyRateWindow` (0: off).
+    pub min_body_rate: i64,
+    /// Milliseconds.
+    pub min_body_rate_window: i64,
 }
 
 impl Default for LimitsSection {
@@ -131,6 +141,9 @@ impl Default for LimitsSection {
             max_header_bytes: 16_384,
             max_body_bytes: 104_857_600,
             header_timeout: 10_000,
+            send_timeout: 30_000,
+            min_body_rate: 1024,
+            min_body_rate_window: 10_000,
         }
     }
 }
@@ -167,6 +180,8 @@ pub struct MonitoringSection {
     pub metrics_interval: i64,
     pub dashboard: DashboardSection,
     pub websocket: WebsocketSection,
+    /// The gateway's pages also served on the data port (the management port serves all).
+    pub data_port_pages: Vec<String>,
 }
 
 impl Default for MonitoringSection {
@@ -176,6 +191,16 @@ impl Default for MonitoringSection {
             metrics_interval: 250,
             dashboard: DashboardSection::default(),
             websocket: WebsocketSection::default(),
+            data_port_pages: [
+                "/health",
+                "/info",
+                "/stats",
+                "/status",
+                "/upstream/health",
+                "/metrics",
+            ]
+            .map(str::to_string)
+            .to_vec(),
         }
     }
 }
@@ -187,8 +212,10 @@ pub struct DashboardSection {
     pub enabled: bool,
     /// `DASHBOARD_PORT`; 0 picks an ephemeral port.
     pub port: i64,
-    /// An IP address; `None` means `server.host`.
+    /// `DASHBOARD_HOST`: an IP address; `None` means 127.0.0.1 (loopback only).
     pub host: Option<String>,
+    /// Open connections to the management port.
+    pub max_connections: i64,
 }
 
 impl Default for DashboardSection {
@@ -197,6 +224,7 @@ impl Default for DashboardSection {
             enabled: true,
             port: 8081,
             host: None,
+            max_connections: 256,
         }
     }
 }

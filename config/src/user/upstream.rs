@@ -10,11 +10,23 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// `upstream`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamSection {
     pub servers: Vec<UpstreamServer>,
     pub health_check: HealthCheckSection,
+    /// Milliseconds a pooled upstream connection may stay idle before it is closed.
+    pub idle_timeout: i64,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        UpstreamSection {
+            servers: Vec::new(),
+            health_check: HealthCheckSection::default(),
+            idle_timeout: 30_000,
+        }
+    }
 }
 
 /// One element of `upstream.servers`.

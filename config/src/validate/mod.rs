@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::error::ConfigError;
-use crate::runtime::{Algorithm, Workers};
+use crate::runtime::{Algorithm, IpBlock, Workers};
 use crate::url::ParsedUrl;
 use crate::user::{UserConfig, WorkersSetting};
 
@@ -57,7 +57,19 @@ pub struct Checked {
     pub allowed_origins: Vec<String>,
     /// `sessions.store: "redis"`: where Redis is.
     pub redis: Option<(crate::url::RedisUrl, SocketAddr)>,
+    /// `server.trustedProxies`, parsed.
+    pub trusted_proxies: Vec<IpBlock>,
 }
+
+/// The pages `monitoring.dataPortPages` may name.
+pub const PAGES: &[&str] = &[
+    "/health",
+    "/info",
+    "/stats",
+    "/status",
+    "/upstream/health",
+    "/metrics",
+];
 
 /// What an upstream needs beyond its user keys.
 #[derive(Debug, Clone)]
@@ -76,7 +88,7 @@ pub fn validate(
 ) -> Result<Checked, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let host = check_server(user, &mut errors);
-    let management_host = check_monitoring(user, host, &mut errors);
+    let management_host = check_monitoring(user, &mut errors);
     let workers = check_workers(&user.server.workers, &mut errors);
     let endpoints = upstreams::check(&user.upstream.servers, env, &mut errors);
     check_health(user, &mut errors);
@@ -84,6 +96,14 @@ pub fn validate(
     check_cache_and_security(user, &mut errors);
     let allowed_origins = check_origins(&user.security.allowed_origins, &mut errors);
     let redis = check_sessions(user, &mut errors);
+    let trusted_proxies = check_trusted_proxies(&user.server.trusted_proxies, &mut errors);
+    in_range(
+        &mut errors,
+        "upstream.idleTimeout",
+        user.upstream.idle_timeout,
+        1,
+        MAX_TIMEOUT_MS,
+    );
     let level = user.logging.level.to_ascii_lowercase();
     if !LOG_LEVELS.contains(&level.as_str()) {
         let message = format!("unknown level `{}`", user.logging.level);
@@ -107,6 +127,7 @@ pub fn validate(
                 endpoints,
                 allowed_origins,
                 redis,
+                trusted_proxies,
             })
         }
         _ => {
@@ -168,6 +189,21 @@ fn check_server(user: &UserConfig, errors: &mut Vec<ConfigError>) -> Option<IpAd
         1,
         MAX_TIMEOUT_MS,
     );
+    in_range(
+        errors,
+        "server.limits.sendTimeout",
+        limits.send_timeout,
+        1,
+        MAX_TIMEOUT_MS,
+    );
+    at_least(errors, "server.limits.minBodyRate", limits.min_body_rate, 0);
+    in_range(
+        errors,
+        "server.limits.minBodyRateWindow",
+        limits.min_body_rate_window,
+        100,
+        MAX_TIMEOUT_MS,
+    );
     ip_address(errors, "server.host", &server.host)
 }
 
@@ -196,11 +232,7 @@ fn check_workers(workers: &WorkersSetting, errors: &mut Vec<ConfigError>) -> Opt
     usize::try_from(count).ok().map(Workers::Count)
 }
 
-fn check_monitoring(
-    user: &UserConfig,
-    server_host: Option<IpAddr>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<IpAddr> {
+fn check_monitoring(user: &UserConfig, errors: &mut Vec<ConfigError>) -> Option<IpAddr> {
     let monitoring = &user.monitoring;
     in_range(
         errors,
@@ -224,8 +256,26 @@ fn check_monitoring(
         1,
         65_535,
     );
+    in_range(
+        errors,
+        "monitoring.dashboard.maxConnections",
+        dashboard.max_connections,
+        1,
+        1_000_000,
+    );
+    for (i, page) in monitoring.data_port_pages.iter().enumerate() {
+        if !PAGES.contains(&page.as_str()) {
+            let path = format!("monitoring.dataPortPages[{i}]");
+            let message = format!("unknown page `{page}`");
+            errors.push(ConfigError::new(path, message).with_allowed(PAGES.join(", ")));
+        }
+    }
+    // Listeners on the same port collide when their addresses are equal or one is the
+    // wildcard.
+    let management = dashboard.host.as_deref().unwrap_or(DEFAULT_MANAGEMENT_HOST);
+    let wildcard = |h: &str| h.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
     let shares_host =
-        dashboard.host.is_none() || dashboard.host.as_deref() == Some(&*user.server.host);
+        management == user.server.host || wildcard(management) || wildcard(&user.server.host);
     if monitoring.enabled && dashboard.enabled && shares_host {
         if dashboard.port != 0 && dashboard.port == user.server.port {
             let message = format!("port {} is also server.port", dashboard.port);
@@ -239,8 +289,29 @@ fn check_monitoring(
     }
     match &dashboard.host {
         Some(host) => ip_address(errors, "monitoring.dashboard.host", host),
-        None => server_host,
+        None => DEFAULT_MANAGEMENT_HOST.parse().ok(),
     }
+}
+
+/// The management port is loopback-only unless configured otherwise.
+const DEFAULT_MANAGEMENT_HOST: &str = "127.0.0.1";
+
+fn check_trusted_proxies(entries: &[String], errors: &mut Vec<ConfigError>) -> Vec<IpBlock> {
+    let mut blocks = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        match IpBlock::parse(entry) {
+            Some(block) => blocks.push(block),
+            None => {
+                let path = format!("server.trustedProxies[{i}]");
+                let message = format!("`{entry}` is not an IP address or CIDR block");
+                errors.push(
+                    ConfigError::new(path, message)
+                        .with_allowed("an address or block, e.g. 10.0.0.0/8 or ::1"),
+                );
+            }
+        }
+    }
+    blocks
 }
 
 fn check_health(user: &UserConfig, errors: &mut Vec<ConfigError>) {
