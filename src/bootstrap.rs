@@ -57,6 +57,9 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
             );
         }
     }
+    if let Some(limit) = crate::fd_limit::raise_soft_limit() {
+        crate::fd_limit::fit(&mut config, limit);
+    }
     let config = Arc::new(config);
     let cpus = worker::allowed_cpus();
     let shards = match config.server.workers {

@@ -4,6 +4,7 @@
 
 mod bootstrap;
 mod demo;
+mod fd_limit;
 mod fleet;
 mod floor;
 mod logging;

@@ -9,7 +9,7 @@ use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::mcp;
 use crate::pipeline::{Prepared, RequestId};
-use crate::relay;
+
 use crate::router::LocalPage;
 use crate::state::Shard;
 
@@ -29,7 +29,7 @@ pub async fn respond_page(
         return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
     };
     let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    let ok = conn.send(out).await.is_ok();
     let latency = p.started.elapsed().as_micros() as u64;
     let mut m = shard.metrics.borrow_mut();
     m.response(status, latency, p.head_len as u64, written);
@@ -138,7 +138,40 @@ pub async fn respond_preflight(
         },
     );
     let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    let ok = conn.send(out).await.is_ok();
+    let latency = p.started.elapsed().as_micros() as u64;
+    shard
+        .metrics
+        .borrow_mut()
+        .response(204, latency, p.head_len as u64, written);
+    ok && keep_open
+}
+
+/// Answers `OPTIONS *` (a question about the gateway, not about any upstream's resource).
+pub async fn respond_options(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &Prepared,
+    out: &mut Vec<u8>,
+    body_skipped: bool,
+) -> bool {
+    let keep_open = p.keep_alive && body_skipped;
+    out.clear();
+    let date = shard.date.borrow().clone();
+    encode::local_response(
+        out,
+        date.as_bytes(),
+        &LocalResponse {
+            status: 204,
+            content_type: "text/plain",
+            body: b"",
+            close: !keep_open,
+            request_id: p.request_id.as_bytes(),
+            extra: &["Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"],
+        },
+    );
+    let written = out.len() as u64;
+    let ok = conn.send(out).await.is_ok();
     let latency = p.started.elapsed().as_micros() as u64;
     shard
         .metrics
@@ -160,7 +193,8 @@ pub async fn respond_error(
     let request_id = style.request_id;
     let status = err.status();
     let keep_open = keep_alive && !err.closes_connection();
-    tracing::info!(shard = shard.id, request_id = %String::from_utf8_lossy(request_id.as_bytes()), status, error = %err, peer = %conn.peer_ip, "request refused");
+    let detail = err.detail().unwrap_or("");
+    tracing::info!(shard = shard.id, request_id = %String::from_utf8_lossy(request_id.as_bytes()), status, error = %err, detail, peer = %conn.peer_ip, "request refused");
     let message = err.to_string();
     let body = if style.jsonrpc {
         encode::jsonrpc_error_body(err.jsonrpc_code(), &message, status, request_id.as_bytes())
@@ -169,7 +203,12 @@ pub async fn respond_error(
     };
     out.clear();
     let date = shard.date.borrow().clone();
-    let mut lines: Vec<String> = err.retry_after().map(str::to_string).into_iter().collect();
+    let mut lines: Vec<String> = err
+        .retry_after()
+        .into_iter()
+        .chain(err.allow())
+        .map(str::to_string)
+        .collect();
     if let Some(origin) = style.cors_origin {
         // A browser page must be able to read the error (e.g. "re-initialize").
         lines.extend(cors_lines(origin));
@@ -188,7 +227,7 @@ pub async fn respond_error(
         },
     );
     let written = out.len() as u64;
-    let ok = relay::write_all(&mut conn.stream, out).await.is_ok();
+    let ok = conn.send(out).await.is_ok();
     {
         let mut m = shard.metrics.borrow_mut();
         m.error(err.kind());

@@ -6,15 +6,17 @@
 //! 400 on malformed heads). Must not: route, proxy or count per-request metrics beyond
 //! what a refused head needs.
 
+use crate::catch_panic::CatchPanic;
 use crate::error::GatewayError;
 use crate::http::request::{self, RequestError};
 use crate::pipeline::{self, Prepared};
-use crate::relay::read_append;
+use crate::relay::{read_append, write_all_within};
 use crate::state::Shard;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Headers per request; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
@@ -25,9 +27,13 @@ pub struct Conn {
     pub stream: TcpStream,
     /// The client's address as text, written into `X-Forwarded-For`.
     pub peer_ip: String,
+    /// The peer is one of `server.trustedProxies`: its forwarding headers pass on.
+    pub trusted_proxy: bool,
     /// Bytes read from the client; `rbuf[rpos..]` is not consumed yet.
     pub rbuf: Vec<u8>,
     pub rpos: usize,
+    /// `server.limits.sendTimeout`: the longest a write to the client may make no progress.
+    pub send_timeout: Duration,
 }
 
 /// Why a request body could not be buffered whole.
@@ -37,6 +43,24 @@ pub enum BufferError {
 }
 
 impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, shard: &Shard) -> Conn {
+        let server = &shard.config.server;
+        Conn {
+            stream,
+            peer_ip: peer.ip().to_string(),
+            trusted_proxy: server.trusted_proxies.iter().any(|b| b.contains(peer.ip())),
+            rbuf: Vec::new(),
+            rpos: 0,
+            send_timeout: server.limits.send_timeout,
+        }
+    }
+
+    /// Writes all of `buf` to the client; `TimedOut` when the client reads none of it for
+    /// `send_timeout` (it is cut, so a slow reader cannot hold an upstream connection).
+    pub async fn send(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        write_all_within(&mut self.stream, buf, self.send_timeout).await
+    }
+
     /// Reads until `len` bytes after `rpos` are in the buffer (the caller bounds `len`).
     pub async fn buffer_body(&mut self, len: usize, deadline: Instant) -> Result<(), BufferError> {
         while self.rbuf.len() - self.rpos < len {
@@ -58,23 +82,47 @@ enum Next {
     Close,
 }
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted connection until it closes; a panic in its code (a bug) ends this
+/// connection only, logged and counted.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    shard.open_connections.set(shard.open_connections.get() + 1);
+    let served = CatchPanic::new(serve_connection(shard.clone(), stream, peer)).await;
+    if let Err(message) = served {
+        tracing::error!(shard = shard.id, %peer, panic = %message, "a bug ended a client connection (please report it)");
+        let mut m = shard.metrics.borrow_mut();
+        m.panicked();
+        m.connection_closed();
+    }
+}
+
+/// Counts a value up while it lives (its `Drop` runs on a panic too).
+struct Counted<'a>(&'a std::cell::Cell<usize>);
+
+impl<'a> Counted<'a> {
+    fn new(cell: &'a std::cell::Cell<usize>) -> Self {
+        cell.set(cell.get() + 1);
+        Counted(cell)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _open = Counted::new(&shard.open_connections);
     shard.metrics.borrow_mut().connection_opened();
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn {
-        stream,
-        peer_ip: peer.ip().to_string(),
-        rbuf: Vec::new(),
-        rpos: 0,
-    };
+    let mut conn = Conn::new(stream, peer, &shard);
+    let mut first = true;
     loop {
-        match next_request(&shard, &mut conn).await {
+        match next_request(&shard, &mut conn, first).await {
             Next::Request(prepared) => {
-                shard.in_flight.set(shard.in_flight.get() + 1);
+                first = false;
+                let in_flight = Counted::new(&shard.in_flight);
                 let keep_open = pipeline::run(&shard, &mut conn, *prepared).await;
-                shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
+                drop(in_flight);
                 if !keep_open || shard.draining.get() {
                     break;
                 }
@@ -86,26 +134,22 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             Next::Close => break,
         }
     }
-    shard
-        .open_connections
-        .set(shard.open_connections.get().saturating_sub(1));
     shard.metrics.borrow_mut().connection_closed();
 }
 
 /// Politely refuses a connection over the shard's cap: one 503 and close.
 pub async fn refuse_over_capacity(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn {
-        stream,
-        peer_ip: peer.ip().to_string(),
-        rbuf: Vec::new(),
-        rpos: 0,
-    };
+    let mut conn = Conn::new(stream, peer, &shard);
     pipeline::refuse(&shard, &mut conn, GatewayError::TooManyConnections).await;
 }
 
-async fn next_request(shard: &Shard, conn: &mut Conn) -> Next {
+/// The next request head. A new connection must send its first request within the header
+/// timeout (one that sends nothing is closed then, silently); between requests of a
+/// keep-alive connection the idle timeout applies until the next head begins.
+async fn next_request(shard: &Shard, conn: &mut Conn, first: bool) -> Next {
     let limits = &shard.config.server.limits;
     let mut header_deadline: Option<Instant> = None;
+    let first_deadline = first.then(|| Instant::now() + limits.header_timeout);
     loop {
         if conn.rpos < conn.rbuf.len() {
             if header_deadline.is_none() {
@@ -116,8 +160,9 @@ async fn next_request(shard: &Shard, conn: &mut Conn) -> Next {
             }
         }
         compact(conn);
-        let deadline =
-            header_deadline.unwrap_or_else(|| Instant::now() + limits.keep_alive_timeout);
+        let deadline = header_deadline
+            .or(first_deadline)
+            .unwrap_or_else(|| Instant::now() + limits.keep_alive_timeout);
         let read = read_append(&mut conn.stream, &mut conn.rbuf, READ_CHUNK);
         match monoio::time::timeout_at(deadline, read).await {
             Err(_) if header_deadline.is_some() => {
@@ -142,9 +187,7 @@ fn try_head(shard: &Shard, conn: &Conn) -> Option<Next> {
     match request::parse(&conn.rbuf[conn.rpos..], &mut headers) {
         Ok(Some(head)) if head.head_len > limits.max_header_bytes => too_large(),
         Ok(Some(head)) => Some(Next::Request(Box::new(pipeline::prepare(
-            &head,
-            shard,
-            &conn.peer_ip,
+            &head, shard, conn,
         )))),
         Ok(None) if conn.rbuf.len() - conn.rpos >= limits.max_header_bytes => too_large(),
         Ok(None) => None,
@@ -153,6 +196,8 @@ fn try_head(shard: &Shard, conn: &Conn) -> Option<Next> {
         Err(RequestError::UnsupportedEncoding) => Some(Next::Refuse(GatewayError::BadRequest(
             "unsupported transfer-encoding",
         ))),
+        Err(RequestError::MethodNotAllowed) => Some(Next::Refuse(GatewayError::MethodNotAllowed)),
+        Err(RequestError::MethodTooLong) => Some(Next::Refuse(GatewayError::NotImplemented)),
     }
 }
 

@@ -30,7 +30,8 @@ pub enum GatewayError {
     NoHealthyUpstream,
     #[error("upstream `{0}` is at its connection limit")]
     UpstreamBusy(String),
-    #[error("upstream `{upstream}` unreachable: {reason}")]
+    /// The reason (an OS error) goes to the log, never to the client.
+    #[error("upstream `{upstream}` unreachable")]
     UpstreamConnect { upstream: String, reason: String },
     #[error("upstream `{0}` sent a malformed response")]
     UpstreamProtocol(String),
@@ -58,6 +59,13 @@ pub enum GatewayError {
     /// A body the gateway must inspect came without a length.
     #[error("this server's policy needs a request body with Content-Length")]
     LengthRequired,
+    /// The request body stalled, or came slower than `server.limits.minBodyRate`.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("method not allowed: the gateway opens no tunnels")]
+    MethodNotAllowed,
+    #[error("method not implemented")]
+    NotImplemented,
 }
 
 impl GatewayError {
@@ -73,7 +81,9 @@ impl GatewayError {
             GatewayError::SessionNotFound(_) => 404,
             GatewayError::HeadersTooLarge { .. } => 431,
             GatewayError::BodyTooLarge { .. } => 413,
-            GatewayError::HeaderTimeout => 408,
+            GatewayError::HeaderTimeout | GatewayError::BodyTimeout => 408,
+            GatewayError::MethodNotAllowed => 405,
+            GatewayError::NotImplemented => 501,
             GatewayError::UnknownServer(_) => 404,
             GatewayError::NoHealthyUpstream
             | GatewayError::UpstreamBusy(_)
@@ -97,7 +107,10 @@ impl GatewayError {
             | GatewayError::HeaderMismatch(_)
             | GatewayError::PolicyDenied(_)
             | GatewayError::BadJson
-            | GatewayError::LengthRequired => Side::Downstream,
+            | GatewayError::LengthRequired
+            | GatewayError::BodyTimeout
+            | GatewayError::MethodNotAllowed
+            | GatewayError::NotImplemented => Side::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
@@ -116,6 +129,9 @@ impl GatewayError {
                 | GatewayError::HeadersTooLarge { .. }
                 | GatewayError::BodyTooLarge { .. }
                 | GatewayError::HeaderTimeout
+                | GatewayError::BodyTimeout
+                | GatewayError::MethodNotAllowed
+                | GatewayError::NotImplemented
                 | GatewayError::TooManyConnections
         )
     }
@@ -151,6 +167,27 @@ impl GatewayError {
             GatewayError::HeaderMismatch(_) => ErrorKind::HeaderMismatch,
             GatewayError::PolicyDenied(_) => ErrorKind::PolicyDenied,
             GatewayError::BadJson | GatewayError::LengthRequired => ErrorKind::BadRequest,
+            GatewayError::BodyTimeout => ErrorKind::BodyTimeout,
+            GatewayError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            GatewayError::NotImplemented => ErrorKind::NotImplemented,
+        }
+    }
+
+    /// What the log line adds to the client's message (an OS error's text).
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            GatewayError::UpstreamConnect { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// An extra header line the answer carries.
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::MethodNotAllowed => {
+                Some("Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+            }
+            _ => None,
         }
     }
 
@@ -166,7 +203,9 @@ impl GatewayError {
             GatewayError::LengthRequired
             | GatewayError::BadRequest(_)
             | GatewayError::UnsupportedProtocolVersion
-            | GatewayError::NotAcceptable => -32600,
+            | GatewayError::NotAcceptable
+            | GatewayError::MethodNotAllowed
+            | GatewayError::NotImplemented => -32600,
             _ => -32603,
         }
     }
@@ -192,10 +231,16 @@ pub enum ErrorKind {
     SessionNotFound,
     HeaderMismatch,
     PolicyDenied,
+    BodyTimeout,
+    MethodNotAllowed,
+    NotImplemented,
+    /// A response the client did not read within `server.limits.sendTimeout` (no answer
+    /// is possible: the response was under way).
+    SendTimeout,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::BadRequest,
         ErrorKind::HeadersTooLarge,
         ErrorKind::BodyTooLarge,
@@ -213,6 +258,10 @@ impl ErrorKind {
         ErrorKind::SessionNotFound,
         ErrorKind::HeaderMismatch,
         ErrorKind::PolicyDenied,
+        ErrorKind::BodyTimeout,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::NotImplemented,
+        ErrorKind::SendTimeout,
     ];
 
     pub fn label(self) -> &'static str {
@@ -234,6 +283,10 @@ impl ErrorKind {
             ErrorKind::SessionNotFound => "session_not_found",
             ErrorKind::HeaderMismatch => "header_mismatch",
             ErrorKind::PolicyDenied => "policy_denied",
+            ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::NotImplemented => "not_implemented",
+            ErrorKind::SendTimeout => "send_timeout",
         }
     }
 

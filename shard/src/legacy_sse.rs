@@ -107,11 +107,7 @@ pub async fn bridge(
             Err(_) => return gone(std::io::ErrorKind::TimedOut.into()),
         };
     let _ = bridge.set_nodelay(true);
-    let mut body_left = match framing {
-        BodyFraming::Length(n) => BodyLeft::Bytes(n),
-        BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
-        BodyFraming::Empty | BodyFraming::UntilClose => BodyLeft::Done,
-    };
+    let mut body_left = BodyLeft::of_request(framing, limits.max_header_bytes);
     let arrived = &conn.rbuf[conn.rpos..];
     let Ok(n) = body_left.take(arrived) else {
         return BridgeEnd::Failed(GatewayError::BadRequest("malformed chunked body"));
@@ -124,20 +120,20 @@ pub async fn bridge(
     if !body_left.is_done() {
         if expect_continue {
             let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-            if relay::write_all(&mut conn.stream, &mut cont).await.is_err() {
+            if conn.send(&mut cont).await.is_err() {
                 return BridgeEnd::Cut;
             }
         }
         conn.rbuf.clear();
         conn.rpos = 0;
-        let idle = Some(limits.header_timeout);
         let max = limits.max_body_bytes;
+        let pace = relay::Pace::request_body(limits, limits.header_timeout);
         let relayed = relay::relay(
             &mut conn.stream,
             &mut bridge,
             &mut conn.rbuf,
             &mut body_left,
-            idle,
+            pace,
             max,
             false,
         )
@@ -149,6 +145,9 @@ pub async fn bridge(
             }
             Err(RelayError::Framing) => {
                 return BridgeEnd::Failed(GatewayError::BadRequest("malformed chunked body"))
+            }
+            Err(RelayError::Timeout) | Err(RelayError::TooSlow) => {
+                return BridgeEnd::Failed(GatewayError::BodyTimeout)
             }
             Err(RelayError::Write(e)) => return gone(e),
             Err(_) => return BridgeEnd::Cut,
@@ -174,7 +173,7 @@ pub async fn bridge(
         .and_then(|s| s.parse().ok())
         .unwrap_or(502);
     let mut bytes = out.len() as u64;
-    if relay::write_all(&mut conn.stream, out).await.is_err() {
+    if conn.send(out).await.is_err() {
         return BridgeEnd::Cut;
     }
     let limits = StreamLimits {

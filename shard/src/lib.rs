@@ -4,11 +4,12 @@
 //! (io_uring, or epoll as a logged fallback) with its own `SO_REUSEPORT` listener, upstream
 //! pools and metrics. Shards share nothing per request; they talk to the management shard
 //! only through `crossbeam` channels at a tick (see [`messages`]).
-// One audited exception: `relay::quick_ack` sets a socket option monoio does not expose.
+// One audited exception: `socket`, the raw socket calls monoio does not expose.
 #![deny(unsafe_code)]
 
 pub mod answer;
 pub mod balancer;
+pub mod catch_panic;
 pub mod client_head;
 pub mod connection;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod pool;
 pub mod relay;
 pub mod router;
 pub mod runtime;
+pub mod socket;
 pub mod state;
 pub mod sticky;
 pub mod store;

@@ -42,6 +42,8 @@ pub struct Counters {
     pub upstream_retries: u64,
     /// Proxied requests whose client left before the response was complete (nginx's 499).
     pub client_aborts: u64,
+    /// Connections ended by a panic in the gateway's code (a bug; the shard goes on).
+    pub panics: u64,
     /// The gateway's own pages served (the management shard re-renders them when read).
     pub pages_served: u64,
     /// MCP requests by method (from `Mcp-Method`, or from a body the gateway had to read),
@@ -70,6 +72,7 @@ impl Counters {
         self.upstream_reuses += o.upstream_reuses;
         self.upstream_retries += o.upstream_retries;
         self.client_aborts += o.client_aborts;
+        self.panics += o.panics;
         self.pages_served += o.pages_served;
         for (t, v) in self.mcp_methods.iter_mut().zip(o.mcp_methods) {
             *t += v;
@@ -181,6 +184,10 @@ impl ShardMetrics {
 
     pub fn client_abort(&mut self) {
         self.delta.counts.client_aborts += 1;
+    }
+
+    pub fn panicked(&mut self) {
+        self.delta.counts.panics += 1;
     }
 
     /// Takes everything counted since the last call and starts afresh.

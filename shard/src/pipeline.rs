@@ -21,11 +21,11 @@ use crate::mcp::inspect::Refusal;
 use crate::mcp::legacy::LegacyPlan;
 use crate::mcp::route::{McpPlan, McpReply};
 use crate::mcp::stateless::MAX_CHECKED_BODY;
-use crate::relay::{self, BodyLeft};
+use crate::relay::BodyLeft;
 use crate::router::{self, LocalPage, Route};
 use crate::state::Shard;
 use crate::upstream::{self, Exchange};
-use crate::upstream_head::{write_upstream_head, UpstreamTarget};
+use crate::upstream_head::{write_upstream_head, Peer, UpstreamTarget};
 use monoio::time::Instant;
 use std::rc::Rc;
 
@@ -74,6 +74,8 @@ impl RequestId {
 
 pub enum Action {
     Local(LocalPage),
+    /// `OPTIONS *`: what the gateway allows.
+    ServerOptions,
     Proxy {
         upstream: usize,
     },
@@ -94,6 +96,8 @@ pub struct Prepared {
     pub is_head: bool,
     pub is_post: bool,
     pub is_delete: bool,
+    /// An idempotent method (RFC 9110 §9.2.2): may be sent upstream again.
+    pub idempotent: bool,
     /// HTTP/1.1 client (an HTTP/1.0 one is forwarded as HTTP/1.0, not pooled).
     pub http11: bool,
     pub request_id: RequestId,
@@ -119,7 +123,7 @@ pub struct Prepared {
 }
 
 /// Phase 1: route and build the upstream head while the parsed head is borrowed.
-pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prepared {
+pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepared {
     shard.metrics.borrow_mut().request_started();
     let request_id = RequestId::new(shard, head.request_id);
     let mut out = shard.take_buffer();
@@ -143,6 +147,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
     };
     let (action, rest) = match route {
         Route::Local(page) => (Action::Local(page), ""),
+        Route::ServerOptions => (Action::ServerOptions, ""),
         Route::UnknownServer(id) => (
             Action::Reject(GatewayError::UnknownServer(id.to_string())),
             "",
@@ -231,7 +236,11 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
                 },
                 session: mcp.as_ref().and_then(McpReply::upstream_session),
             };
-            write_upstream_head(&mut out, head, &target, peer_ip, &request_id);
+            let peer = Peer {
+                ip: &conn.peer_ip,
+                trusted: conn.trusted_proxy,
+            };
+            write_upstream_head(&mut out, head, &target, &peer, &request_id);
             Action::Proxy { upstream }
         }
         (action, _) => action,
@@ -245,6 +254,10 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, peer_ip: &str) -> Prep
         is_head: head.is_head(),
         is_post: head.method == "POST",
         is_delete: head.method == "DELETE",
+        idempotent: matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         http11: head.minor_version == 1,
         request_id,
         started: Instant::now(),
@@ -274,6 +287,10 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
         Action::Preflight(origin) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_preflight(shard, conn, &p, &origin, &mut out, body_skipped).await
+        }
+        Action::ServerOptions => {
+            let body_skipped = skip_buffered_body(conn, p.framing);
+            crate::answer::respond_options(shard, conn, &p, &mut out, body_skipped).await
         }
         Action::Reject(err) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
@@ -396,11 +413,8 @@ async fn proxy(
         }
     }
     // The part of the body that came with the head travels in the same write as the head.
-    let mut body_left = match p.framing {
-        BodyFraming::Length(n) => BodyLeft::Bytes(n),
-        BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
-        BodyFraming::Empty | BodyFraming::UntilClose => BodyLeft::Done,
-    };
+    let line_limit = shard.config.server.limits.max_header_bytes;
+    let mut body_left = BodyLeft::of_request(p.framing, line_limit);
     let arrived = &conn.rbuf[conn.rpos..];
     let Ok(n) = body_left.take(arrived) else {
         return respond_error(
@@ -415,7 +429,7 @@ async fn proxy(
     };
     out.extend_from_slice(&arrived[..n]);
     conn.rpos += n;
-    if body_left.chunked_payload() > max_body {
+    if body_left.chunked_bytes() > max_body {
         let err = GatewayError::BodyTooLarge { limit: max_body };
         return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
     }
@@ -438,7 +452,8 @@ async fn proxy(
         index,
         upstream,
         started: p.started,
-        deadline: p.started + upstream.timeout,
+        deadline: Instant::now() + upstream.timeout,
+        idempotent: p.idempotent,
         is_post: p.is_post,
         is_head: p.is_head,
         client_keep_alive: p.keep_alive,
@@ -481,11 +496,19 @@ async fn proxy(
             shard.metrics.borrow_mut().client_abort();
             false
         }
+        Err(upstream::Failure::SendTimeout) => {
+            let rid = String::from_utf8_lossy(p.request_id.as_bytes());
+            tracing::info!(shard = shard.id, upstream = %upstream.id, request_id = %rid, peer = %conn.peer_ip, "client read none of the response within the send timeout; cut");
+            let mut m = shard.metrics.borrow_mut();
+            m.error(crate::error::ErrorKind::SendTimeout);
+            m.client_abort();
+            false
+        }
     }
 }
 
 /// Answers `Expect: 100-continue`; false when the client is gone.
 async fn send_continue(conn: &mut Conn) -> bool {
     let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-    relay::write_all(&mut conn.stream, &mut cont).await.is_ok()
+    conn.send(&mut cont).await.is_ok()
 }

@@ -3,10 +3,13 @@
 //! Owns: idle connections, the open-connection count against each upstream's per-shard cap
 //! (`ceil(maxConnections / shards)`), the queue of requests waiting for a connection when
 //! the cap is reached (served first come, first served, as connections come back), and
-//! dropping connections idle too long. A [`PooledConn`] gives its connection or its count
-//! back when dropped, so no path leaks capacity. Must not: connect, read or write (that is
-//! `upstream`), or be shared across threads.
+//! dropping idle connections that are too old, that the upstream closed, or on which it sent
+//! bytes nobody asked for (looked at on checkout and by the shard's reaper every tick). A
+//! [`PooledConn`] gives its connection or its count back when dropped, so no path leaks
+//! capacity. Must not: connect, read or write (that is `upstream`), or be shared across
+//! threads.
 
+use crate::socket::{idle_state, IdleState};
 use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,10 +18,6 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// Idle pooled connections older than this are closed instead of reused; most servers'
-/// keep-alive timeouts are longer, and a stale one is detected and retried anyway.
-pub const IDLE_MAX: Duration = Duration::from_secs(30);
 
 /// What a waiting request is handed when a connection comes back.
 pub enum Grant {
@@ -64,6 +63,16 @@ pub const UNPOOLED: usize = usize::MAX;
 
 pub struct Pool {
     slots: Vec<Slot>,
+    /// `upstream.idleTimeout`: idle connections older than this are closed.
+    idle_max: Duration,
+}
+
+/// What [`Pool::reap`] closed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub expired: usize,
+    pub closed_by_upstream: usize,
+    pub stray_bytes: usize,
 }
 
 /// Outcome of asking the pool for a connection to an upstream.
@@ -80,8 +89,9 @@ pub enum Checkout {
 
 impl Pool {
     /// `caps[i]`: the per-shard connection cap of upstream `i`.
-    pub fn new(caps: impl Iterator<Item = usize>) -> Self {
+    pub fn new(caps: impl Iterator<Item = usize>, idle_max: Duration) -> Self {
         Self {
+            idle_max,
             slots: caps
                 .map(|cap| Slot {
                     idle: Vec::new(),
@@ -98,7 +108,10 @@ impl Pool {
             return Checkout::Unknown;
         };
         while let Some((stream, since)) = slot.idle.pop() {
-            if now.duration_since(since) < IDLE_MAX {
+            // Looked at before the request is written: a connection the upstream closed
+            // costs no retry, and one with stray bytes never answers the wrong client.
+            if now.duration_since(since) < self.idle_max && idle_state(&stream) == IdleState::Quiet
+            {
                 return Checkout::Reused(stream);
             }
             slot.open -= 1;
@@ -115,6 +128,35 @@ impl Pool {
             slot.waiters.push_back(Rc::downgrade(&waiter));
             Checkout::Wait(waiter)
         }
+    }
+
+    /// Closes idle connections that are too old, closed by their upstream (no socket is
+    /// left in CLOSE-WAIT until the next burst) or holding stray bytes.
+    pub fn reap(&mut self, now: Instant) -> Reaped {
+        let mut reaped = Reaped::default();
+        let idle_max = self.idle_max;
+        for slot in &mut self.slots {
+            let before = slot.idle.len();
+            slot.idle.retain(|(stream, since)| {
+                if now.duration_since(*since) >= idle_max {
+                    reaped.expired += 1;
+                    return false;
+                }
+                match idle_state(stream) {
+                    IdleState::Quiet => true,
+                    IdleState::Closed => {
+                        reaped.closed_by_upstream += 1;
+                        false
+                    }
+                    IdleState::Stray => {
+                        reaped.stray_bytes += 1;
+                        false
+                    }
+                }
+            });
+            slot.open -= before - slot.idle.len();
+        }
+        reaped
     }
 
     /// A counted connection is gone (closed, or its connect failed): its room goes to the
@@ -226,7 +268,7 @@ mod tests {
 
     #[test]
     fn capacity_goes_to_waiters_in_order() {
-        let mut pool = Pool::new([1usize].into_iter());
+        let mut pool = Pool::new([1usize].into_iter(), Duration::from_secs(30));
         let now = Instant::now();
         assert!(matches!(pool.checkout(0, now), Checkout::Connect));
         let Checkout::Wait(first) = pool.checkout(0, now) else {

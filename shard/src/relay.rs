@@ -6,9 +6,11 @@
 //! Must not: grow its buffer, or decide status codes.
 
 use crate::http::chunked::ChunkedTracker;
+use crate::http::BodyFraming;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 use std::io;
 use std::time::Duration;
 
@@ -25,6 +27,16 @@ pub enum BodyLeft {
 }
 
 impl BodyLeft {
+    /// What is left of a request body framed so; a chunked one's size lines and trailers
+    /// are each bounded by `line_limit` bytes.
+    pub fn of_request(framing: BodyFraming, line_limit: usize) -> BodyLeft {
+        match framing {
+            BodyFraming::Length(n) => BodyLeft::Bytes(n),
+            BodyFraming::Chunked => BodyLeft::Chunked(ChunkedTracker::with_line_limit(line_limit)),
+            BodyFraming::Empty | BodyFraming::UntilClose => BodyLeft::Done,
+        }
+    }
+
     /// Feeds bytes that arrived; returns how many of them belong to the body.
     pub fn take(&mut self, bytes: &[u8]) -> Result<usize, RelayError> {
         match self {
@@ -92,11 +104,11 @@ impl BodyLeft {
         }
     }
 
-    /// Payload bytes of a chunked body seen so far (lengths of other bodies are checked
-    /// from their head, before any byte is forwarded).
-    pub fn chunked_payload(&self) -> u64 {
+    /// Bytes of a chunked body seen so far, framing included (lengths of other bodies are
+    /// checked from their head, before any byte is forwarded).
+    pub fn chunked_bytes(&self) -> u64 {
         match self {
-            BodyLeft::Chunked(t) => t.payload_bytes(),
+            BodyLeft::Chunked(t) => t.wire_bytes(),
             _ => 0,
         }
     }
@@ -114,6 +126,77 @@ pub enum RelayError {
     Framing,
     /// More than the allowed body size.
     TooLarge,
+    /// The sending side is slower than the minimum rate.
+    TooSlow,
+}
+
+/// How long a relay may wait on each side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pace {
+    /// The longest wait for the next read.
+    pub read_idle: Option<Duration>,
+    /// The longest a write may make no progress (the receiver reads nothing).
+    pub write_idle: Option<Duration>,
+    /// A request body: the least the sender must average, per window.
+    pub min_rate: Option<MinRate>,
+}
+
+impl Pace {
+    /// A client's request body: at most `headerTimeout` of silence, at least `minBodyRate`
+    /// over each `minBodyRateWindow`; the receiver may stall writes for `write_idle`.
+    pub fn request_body(limits: &mcp_gateway_config::Limits, write_idle: Duration) -> Pace {
+        Pace {
+            read_idle: Some(limits.header_timeout),
+            write_idle: Some(write_idle),
+            min_rate: (limits.min_body_rate > 0).then_some(MinRate {
+                bytes_per_sec: limits.min_body_rate,
+                window: limits.min_body_rate_window,
+            }),
+        }
+    }
+}
+
+/// `server.limits.minBodyRate` over `minBodyRateWindow`.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
+}
+
+impl MinRate {
+    fn bytes_per_window(&self) -> u64 {
+        (self.bytes_per_sec as u128 * self.window.as_millis() / 1000) as u64
+    }
+}
+
+/// Tracks the rate of a body against its [`MinRate`], window by window.
+struct RateWindow {
+    rate: MinRate,
+    ends: Instant,
+    bytes: u64,
+}
+
+impl RateWindow {
+    fn new(rate: MinRate) -> Self {
+        RateWindow {
+            rate,
+            ends: Instant::now() + rate.window,
+            bytes: 0,
+        }
+    }
+
+    /// At the window's end: too slow, or a new window starts.
+    fn roll(&mut self, now: Instant) -> Result<(), RelayError> {
+        if now < self.ends {
+            return Ok(());
+        }
+        if self.bytes < self.rate.bytes_per_window() {
+            return Err(RelayError::TooSlow);
+        }
+        self.ends = now + self.rate.window;
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// What the relay saw at the end.
@@ -131,19 +214,38 @@ pub async fn relay(
     to: &mut TcpStream,
     buf: &mut Vec<u8>,
     left: &mut BodyLeft,
-    idle: Option<Duration>,
+    pace: Pace,
     max: u64,
     unchunk: bool,
 ) -> Result<Relayed, RelayError> {
     let mut copied = 0u64;
+    let mut window = pace.min_rate.map(RateWindow::new);
     while !left.is_done() {
+        if let Some(window) = &mut window {
+            // Wait for readiness, not for a read: a timer that fires here loses no data,
+            // and the body goes on if the rate was met.
+            let idle_ends = pace.read_idle.map(|d| Instant::now() + d);
+            loop {
+                let wake = idle_ends.map_or(window.ends, |at| at.min(window.ends));
+                match monoio::time::timeout_at(wake, from.readable(false)).await {
+                    Ok(ready) => {
+                        ready.map_err(RelayError::Read)?;
+                        break;
+                    }
+                    Err(_) if idle_ends.is_some_and(|at| Instant::now() >= at) => {
+                        return Err(RelayError::Timeout)
+                    }
+                    Err(_) => window.roll(Instant::now())?,
+                }
+            }
+        }
         let mut chunk = std::mem::take(buf);
         chunk.clear();
         if chunk.capacity() < MIN_RELAY_BUFFER {
             chunk.reserve(MIN_RELAY_BUFFER);
         }
         let read = from.read(chunk);
-        let (res, chunk) = match idle {
+        let (res, chunk) = match pace.read_idle {
             Some(idle) => match monoio::time::timeout(idle, read).await {
                 Ok(r) => r,
                 Err(_) => return Err(RelayError::Timeout),
@@ -152,6 +254,10 @@ pub async fn relay(
         };
         *buf = chunk;
         let n = res.map_err(RelayError::Read)?;
+        if let Some(window) = &mut window {
+            window.bytes += n as u64;
+            window.roll(Instant::now())?;
+        }
         if n == 0 {
             if matches!(left, BodyLeft::UntilClose) {
                 *left = BodyLeft::Done;
@@ -165,11 +271,11 @@ pub async fn relay(
             let body = left.take(&buf[..n])?;
             (body, body)
         };
-        if left.chunked_payload() > max {
+        if left.chunked_bytes() > max {
             return Err(RelayError::TooLarge);
         }
         copied += send as u64;
-        if let Some(leftover) = pass_on(to, buf, send, body, n).await? {
+        if let Some(leftover) = pass_on(to, buf, send, body, n, pace.write_idle).await? {
             return Ok(Relayed {
                 bytes: copied,
                 leftover,
@@ -183,18 +289,27 @@ pub async fn relay(
     })
 }
 
-/// Writes `buf[..send]` to `to`, then, if the body ended inside this read (`body < n`),
-/// moves the bytes after it (`buf[body..n]`) to the front and returns their count.
+/// Writes `buf[..send]` to `to` (a write that makes no progress for `write_idle` fails
+/// with `TimedOut`), then, if the body ended inside this read (`body < n`), moves the bytes
+/// after it (`buf[body..n]`) to the front and returns their count.
 pub(crate) async fn pass_on(
     to: &mut TcpStream,
     buf: &mut Vec<u8>,
     send: usize,
     body: usize,
     n: usize,
+    write_idle: Option<Duration>,
 ) -> Result<Option<usize>, RelayError> {
     if send > 0 {
         let out = std::mem::take(buf);
-        let (res, out) = to.write_all(out.slice(0..send)).await;
+        let write = to.write_all(out.slice(0..send));
+        let (res, out) = match write_idle {
+            Some(idle) => match monoio::time::timeout(idle, write).await {
+                Ok(done) => done,
+                Err(_) => return Err(RelayError::Write(io::ErrorKind::TimedOut.into())),
+            },
+            None => write.await,
+        };
         *buf = out.into_inner();
         res.map_err(RelayError::Write)?;
     }
@@ -232,23 +347,15 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     res.map(|_| ())
 }
 
-/// Acknowledges what was read from `stream` at once. An upstream that writes a response in
-/// pieces without `TCP_NODELAY` (Nagle) holds each small piece until the previous one is
-/// acknowledged, and Linux delays that ACK by up to 40 ms: every stalled piece of a response
-/// or event stream would cost that much. Setting `TCP_QUICKACK` sends the pending ACK now;
-/// the kernel clears it again by itself, so it is set after each partial read.
-#[allow(unsafe_code)]
-pub fn quick_ack(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+/// [`write_all`], failing with `TimedOut` when it takes longer than `within` (a peer that
+/// reads nothing). `buf` is left empty then.
+pub async fn write_all_within(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    within: Duration,
+) -> io::Result<()> {
+    match monoio::time::timeout(within, write_all(stream, buf)).await {
+        Ok(done) => done,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }

@@ -28,6 +28,17 @@ impl LocalPage {
         LocalPage::Metrics,
     ];
 
+    pub fn path(self) -> &'static str {
+        match self {
+            LocalPage::Health => "/health",
+            LocalPage::Info => "/info",
+            LocalPage::Stats => "/stats",
+            LocalPage::Status => "/status",
+            LocalPage::UpstreamHealth => "/upstream/health",
+            LocalPage::Metrics => "/metrics",
+        }
+    }
+
     pub fn from_path(path: &str) -> Option<LocalPage> {
         Some(match path {
             "/health" => LocalPage::Health,
@@ -65,11 +76,21 @@ pub struct RouteTable {
     replicas: HashMap<u64, usize>,
     /// Upstream index -> replica identity.
     pub replica_ids: Vec<u64>,
+    /// Which of [`LocalPage::ALL`] the data port serves (`monitoring.dataPortPages`); a page
+    /// it does not serve is a path like any other.
+    pub data_pages: [bool; LocalPage::ALL.len()],
 }
 
 impl RouteTable {
     pub fn build(config: &GatewayConfig) -> RouteTable {
         let mut t = RouteTable::default();
+        for (served, page) in t.data_pages.iter_mut().zip(LocalPage::ALL) {
+            *served = config
+                .monitoring
+                .data_port_pages
+                .iter()
+                .any(|p| p == page.path());
+        }
         for (i, u) in config.upstreams.iter().enumerate() {
             t.targets
                 .insert(u.id.clone().into_boxed_str(), Target::Server(i));
@@ -137,17 +158,24 @@ pub enum Route<'a> {
     },
     /// Unknown `/mcp/{id}` or `/sse/{id}`.
     UnknownServer(&'a str),
+    /// `OPTIONS *`: a question about the gateway itself, answered by it.
+    ServerOptions,
     /// Anything else: the default group, the target unchanged.
     Default,
 }
 
 /// Decides the route for a request target (path and query).
 pub fn route<'a>(method: &str, target: &'a str, table: &RouteTable) -> Route<'a> {
+    if target == "*" {
+        return Route::ServerOptions;
+    }
     let path_end = target.find('?').unwrap_or(target.len());
     let path = &target[..path_end];
     if method == "GET" || method == "HEAD" {
         if let Some(page) = LocalPage::from_path(path) {
-            return Route::Local(page);
+            if table.data_pages[page as usize] {
+                return Route::Local(page);
+            }
         }
     }
     if let Some(after) = path.strip_prefix("/mcp/") {
@@ -201,6 +229,7 @@ mod tests {
             members: vec![2, 3],
         });
         t.default_group = vec![0, 1];
+        t.data_pages = [true, true, true, false, true, true];
         t
     }
 
@@ -209,6 +238,9 @@ mod tests {
         let t = table();
         assert_eq!(route("GET", "/health", &t), Route::Local(LocalPage::Health));
         assert_eq!(route("POST", "/health", &t), Route::Default);
+        // A page the data port does not serve is proxied like any path.
+        assert_eq!(route("GET", "/status", &t), Route::Default);
+        assert_eq!(route("OPTIONS", "*", &t), Route::ServerOptions);
         let server = |i, rest| Route::Mcp {
             target: Target::Server(i),
             rest,

@@ -99,6 +99,7 @@ impl Shard {
                 .upstreams
                 .iter()
                 .map(|u| u.max_connections.div_ceil(shards)),
+            config.upstream_idle_timeout,
         );
         let seed = (std::process::id() as u64) << 32
             ^ SystemTime::now()

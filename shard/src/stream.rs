@@ -12,7 +12,7 @@
 
 use crate::connection::Conn;
 use crate::hangup::{client_woke, ClientWoke};
-use crate::relay::{pass_on, write_all, BodyLeft, RelayError, Relayed};
+use crate::relay::{pass_on, BodyLeft, RelayError, Relayed};
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -115,9 +115,7 @@ pub async fn relay_events(
                         KEEP_ALIVE_COMMENT
                     };
                     let mut out = comment.to_vec();
-                    write_all(&mut conn.stream, &mut out)
-                        .await
-                        .map_err(RelayError::Write)?;
+                    conn.send(&mut out).await.map_err(RelayError::Write)?;
                 }
                 last_write = now;
             }
@@ -136,7 +134,7 @@ pub async fn relay_events(
                     }
                     return Err(RelayError::Read(std::io::ErrorKind::UnexpectedEof.into()));
                 }
-                crate::relay::quick_ack(up);
+                crate::socket::quick_ack(up);
                 let mut saw_progress = false;
                 let mut note = |payload: &[u8]| {
                     for &b in payload.iter().rev().take(4).rev() {
@@ -159,7 +157,10 @@ pub async fn relay_events(
                     copied += send as u64;
                     last_write = Instant::now();
                 }
-                if let Some(leftover) = pass_on(&mut conn.stream, buf, send, body, n).await? {
+                let write_idle = Some(conn.send_timeout);
+                if let Some(leftover) =
+                    pass_on(&mut conn.stream, buf, send, body, n, write_idle).await?
+                {
                     return Ok(Relayed {
                         bytes: copied,
                         leftover,

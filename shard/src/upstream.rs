@@ -2,10 +2,12 @@
 //! head and body, read the response head, write it to the client, relay the body, and put
 //! the connection back when both sides allow it.
 //!
-//! Owns: connect/request timeouts, the one retry of a request that met a stale pooled
-//! connection (only when the whole request is still in hand), and the response head
-//! rewrite (hop-by-hop headers out). Must not: route, or answer errors to the client (the
-//! pipeline does, from the [`Failure`] it gets).
+//! Owns: connect/request timeouts (the response head's wait starts once the request is
+//! sent), the one retry of a request that met a stale pooled connection (only while the
+//! whole request is in hand, and after its bytes were written only for idempotent methods:
+//! a tool call must never run twice), which connections may go back to the pool, and the
+//! response head rewrite (hop-by-hop headers out). Must not: route, or answer errors to the
+//! client (the pipeline does, from the [`Failure`] it gets).
 
 use crate::client_head::{write_client_head, HeadRewrite};
 use crate::connection::Conn;
@@ -17,7 +19,7 @@ use crate::legacy_sse;
 use crate::mcp::legacy::LegacyStream;
 use crate::mcp::route::McpReply;
 use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
-use crate::relay::{self, BodyLeft, RelayError};
+use crate::relay::{self, BodyLeft, Pace, RelayError};
 use crate::state::{Shard, BUFFER_SIZE};
 use crate::stream::{self, StreamLimits};
 use mcp_gateway_config::Upstream;
@@ -36,8 +38,12 @@ pub struct Exchange<'a> {
     pub upstream: &'a Upstream,
     /// When the request started.
     pub started: Instant,
-    /// Connect, send and the response head must all happen before this.
+    /// Connect and sending the head must happen before this; the response head is then
+    /// awaited for the upstream's `timeout` from when the request was sent.
     pub deadline: Instant,
+    /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110 §9.2.2): may be sent again after
+    /// a pooled connection closed without answering.
+    pub idempotent: bool,
     /// A POST: a streamed response to it is a tool call, timed by progress.
     pub is_post: bool,
     pub is_head: bool,
@@ -73,6 +79,8 @@ pub enum Failure {
     AfterResponse { status: u16, reason: &'static str },
     /// The client went away.
     ClientGone,
+    /// The client read none of the response for `server.limits.sendTimeout`.
+    SendTimeout,
 }
 
 /// What the response head says about the rest of the exchange.
@@ -96,9 +104,12 @@ enum HeadStep {
 
 /// Why one attempt failed, before a retry decision.
 enum Attempt {
-    /// The connection failed before any response byte: safe to retry on a fresh one if the
-    /// request is still in hand and the connection was a reused one.
-    NoResponse(io::Error),
+    /// Writing the request head failed: the upstream had closed the connection, so it can
+    /// have processed nothing. Safe to retry on a fresh one while the request is in hand.
+    Unsent(io::Error),
+    /// The request was written, then the connection closed before any response byte: the
+    /// upstream may have acted on it, so only an idempotent request is sent again.
+    Unanswered(io::Error),
     Fatal(Failure),
 }
 
@@ -119,13 +130,21 @@ impl Exchange<'_> {
             let left = body_left.take().unwrap_or(BodyLeft::Done);
             match self.attempt(conn, &mut pooled, out, ubuf, left).await {
                 Ok(done) => return Ok(done),
-                Err(Attempt::NoResponse(e)) if reused && replayable && !retried => {
+                Err(Attempt::Unsent(e)) | Err(Attempt::Unanswered(e))
+                    if reused && replayable && !retried && self.idempotent =>
+                {
                     tracing::debug!(upstream = %self.upstream.id, error = %e, "stale pooled connection, retrying once");
                     retried = true;
                     ubuf.clear();
                     self.shard.metrics.borrow_mut().upstream_retry();
                 }
-                Err(Attempt::NoResponse(e)) => {
+                Err(Attempt::Unsent(e)) if reused && replayable && !retried => {
+                    tracing::debug!(upstream = %self.upstream.id, error = %e, "pooled connection closed before the request was sent, retrying once");
+                    retried = true;
+                    ubuf.clear();
+                    self.shard.metrics.borrow_mut().upstream_retry();
+                }
+                Err(Attempt::Unsent(e)) | Err(Attempt::Unanswered(e)) => {
                     return Err(Failure::BeforeResponse(GatewayError::UpstreamConnect {
                         upstream: self.upstream.id.clone(),
                         reason: format!("connection closed before a response: {e}"),
@@ -215,15 +234,16 @@ impl Exchange<'_> {
         mut body_left: BodyLeft,
     ) -> Result<Completed, Attempt> {
         let Some(up) = pooled.stream() else {
-            return Err(Attempt::NoResponse(io::ErrorKind::NotConnected.into()));
+            return Err(Attempt::Unsent(io::ErrorKind::NotConnected.into()));
         };
         let bytes_in = out.len() as u64;
         // Send the head (and the body part that came with it).
         match monoio::time::timeout_at(self.deadline, relay::write_all(up, out)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Attempt::NoResponse(e)),
+            Ok(Err(e)) => return Err(Attempt::Unsent(e)),
             Err(_) => return Err(self.timeout()),
         }
+        let mut deadline = self.deadline;
         // Stream the rest of the request body; bytes after it stay in the read buffer.
         if !body_left.is_done() {
             conn.rbuf.clear();
@@ -231,22 +251,27 @@ impl Exchange<'_> {
             if conn.rbuf.capacity() < BUFFER_SIZE {
                 conn.rbuf.reserve(BUFFER_SIZE);
             }
-            let idle = Some(self.shard.config.server.limits.header_timeout);
+            let limits = &self.shard.config.server.limits;
+            let pace = Pace::request_body(limits, self.upstream.timeout);
             let limit = self.max_body;
             match relay::relay(
                 &mut conn.stream,
                 up,
                 &mut conn.rbuf,
                 &mut body_left,
-                idle,
+                pace,
                 limit,
                 false,
             )
             .await
             {
-                Ok(_) => {}
-                Err(RelayError::Read(_)) | Err(RelayError::Timeout) => {
-                    return Err(Attempt::Fatal(Failure::ClientGone))
+                // The upstream's time starts once it has the whole request.
+                Ok(_) => deadline = Instant::now() + self.upstream.timeout,
+                Err(RelayError::Read(_)) => return Err(Attempt::Fatal(Failure::ClientGone)),
+                Err(RelayError::Timeout) | Err(RelayError::TooSlow) => {
+                    return Err(Attempt::Fatal(Failure::BeforeResponse(
+                        GatewayError::BodyTimeout,
+                    )))
                 }
                 Err(RelayError::TooLarge) => {
                     return Err(Attempt::Fatal(Failure::BeforeResponse(
@@ -257,6 +282,9 @@ impl Exchange<'_> {
                     return Err(Attempt::Fatal(Failure::BeforeResponse(
                         GatewayError::BadRequest("malformed chunked body"),
                     )))
+                }
+                Err(RelayError::Write(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.timeout())
                 }
                 Err(RelayError::Write(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
             }
@@ -286,14 +314,14 @@ impl Exchange<'_> {
                         up,
                         ubuf,
                         conn,
-                        self.deadline,
+                        deadline,
                         &mut watch_client,
                     );
                     match read.await {
                         HeadRead::TimedOut => return Err(self.timeout()),
                         HeadRead::ClientGone => return Err(Attempt::Fatal(Failure::ClientGone)),
                         HeadRead::Read(Ok(0)) | HeadRead::Read(Err(_)) if !seen_any => {
-                            return Err(Attempt::NoResponse(io::ErrorKind::ConnectionReset.into()))
+                            return Err(Attempt::Unanswered(io::ErrorKind::ConnectionReset.into()))
                         }
                         HeadRead::Read(Ok(0)) => return Err(Attempt::Fatal(self.protocol())),
                         HeadRead::Read(Err(e)) => return Err(Attempt::Fatal(self.unreachable(e))),
@@ -329,11 +357,11 @@ impl Exchange<'_> {
             }
         };
         let mut bytes_out = out.len() as u64;
-        if relay::write_all(&mut conn.stream, out).await.is_err() {
-            return Err(Attempt::Fatal(Failure::ClientGone));
+        if let Err(e) = conn.send(out).await {
+            return Err(Attempt::Fatal(client_failure(&e)));
         }
         if !resp_left.is_done() {
-            relay::quick_ack(up);
+            crate::socket::quick_ack(up);
             // A tool call's stream is timed by progress; a subscription stream is not.
             let timed = self.is_post && !self.mcp.is_some_and(|m| m.listen);
             let relayed = if event_stream {
@@ -344,13 +372,17 @@ impl Exchange<'_> {
                 };
                 stream::relay_events(up, conn, ubuf, &mut resp_left, unchunk, &limits).await
             } else {
-                let idle = Some(self.upstream.timeout);
+                let pace = Pace {
+                    read_idle: Some(self.upstream.timeout),
+                    write_idle: Some(conn.send_timeout),
+                    min_rate: None,
+                };
                 relay::relay(
                     up,
                     &mut conn.stream,
                     ubuf,
                     &mut resp_left,
-                    idle,
+                    pace,
                     u64::MAX,
                     unchunk,
                 )
@@ -361,7 +393,7 @@ impl Exchange<'_> {
                     bytes_out += r.bytes;
                     extra = r.leftover;
                 }
-                Err(RelayError::Write(_)) => return Err(Attempt::Fatal(Failure::ClientGone)),
+                Err(RelayError::Write(e)) => return Err(Attempt::Fatal(client_failure(&e))),
                 Err(RelayError::Timeout) => {
                     return Err(Attempt::Fatal(Failure::AfterResponse {
                         status,
@@ -408,6 +440,9 @@ impl Exchange<'_> {
             ubuf.drain(..consumed);
             return HeadStep::Interim;
         }
+        // A HEAD answer whose head announces a body: the upstream may send that body anyway,
+        // so the connection is not trusted for another request.
+        let head_body_announced = self.is_head && announces_body(&head);
         // A rewritten legacy stream changes length: it goes out unframed, ended by closing.
         let rewrite_endpoint = self.legacy.is_some() && head.status == 200 && head.event_stream;
         let unchunk =
@@ -438,7 +473,7 @@ impl Exchange<'_> {
                 BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
                 BodyFraming::UntilClose => BodyLeft::UntilClose,
             },
-            upstream_keep_alive: head.keep_alive && self.http11_client,
+            upstream_keep_alive: head.keep_alive && self.http11_client && !head_body_announced,
             event_stream: head.event_stream,
             client_keep_alive,
             unchunk,
@@ -515,4 +550,23 @@ impl Exchange<'_> {
             reason: e.to_string(),
         })
     }
+}
+
+/// Why a write to the client failed: it read nothing for the send timeout, or it left.
+fn client_failure(e: &io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::TimedOut {
+        Failure::SendTimeout
+    } else {
+        Failure::ClientGone
+    }
+}
+
+/// Whether a response head announces a body (`Content-Length` above 0, or chunked), which
+/// a HEAD answer must not carry.
+fn announces_body(head: &response::ResponseHead<'_, '_>) -> bool {
+    head.headers.iter().any(|h| {
+        (h.name.eq_ignore_ascii_case("content-length")
+            && crate::http::parse_content_length(h.value) != Some(0))
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+    })
 }

@@ -22,13 +22,22 @@ pub struct UpstreamTarget<'a> {
     pub session: Option<&'a [u8]>,
 }
 
+/// Who sent the request, as the forwarding headers tell the upstream.
+pub struct Peer<'a> {
+    pub ip: &'a str,
+    /// One of `server.trustedProxies`: its `X-Forwarded-Proto`, `X-Forwarded-Host` and
+    /// `Forwarded` pass on. From anyone else they are replaced, so a client cannot pose as
+    /// having come over TLS or through another host.
+    pub trusted: bool,
+}
+
 /// The upstream request head: the target rewritten onto the upstream's path, `Host` set to
 /// the upstream, hop-by-hop headers dropped, forwarding headers and the request id added.
 pub fn write_upstream_head(
     out: &mut Vec<u8>,
     head: &RequestHead<'_, '_>,
     to: &UpstreamTarget<'_>,
-    peer_ip: &str,
+    peer: &Peer<'_>,
     request_id: &RequestId,
 ) {
     let upstream = to.upstream;
@@ -48,6 +57,7 @@ pub fn write_upstream_head(
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("x-forwarded-for")
             || name.eq_ignore_ascii_case("x-request-id")
+            || (!peer.trusted && is_forwarding(name))
             || is_hop_by_hop(name)
             || listed_in_connection(head.connection, name)
             // The client's bearer token stays here unless the server's entry says otherwise.
@@ -70,11 +80,29 @@ pub fn write_upstream_head(
         out.extend_from_slice(prior);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(peer_ip.as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
-    if let Some(host) = head.host {
+    out.extend_from_slice(peer.ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    // A trusted proxy's own values were passed on above.
+    let sent = |name: &str| {
+        peer.trusted
+            && head
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    if !sent("x-forwarded-proto") {
+        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    }
+    if let (Some(host), false) = (head.host, sent("x-forwarded-host")) {
         encode::header(out, "X-Forwarded-Host", host);
     }
     encode::header(out, "X-Request-Id", request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// The headers that say how the request reached the gateway.
+fn is_forwarding(name: &str) -> bool {
+    ["x-forwarded-proto", "x-forwarded-host", "forwarded"]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
 }

@@ -109,6 +109,8 @@ async fn shard_main(spec: ShardSpec) {
     );
     // One drain watch for the shard's life, not a new timer per accepted connection.
     let mut draining = std::pin::pin!(until_draining(&shard));
+    let mut accept_errors = AcceptErrors::default();
+    accept_errors.keep_reserve();
     loop {
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
@@ -127,14 +129,62 @@ async fn shard_main(spec: ShardSpec) {
                 }
             }
             Err(e) => {
-                // Out of descriptors or similar: back off a little instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                accept_errors.failed(&shard, &e);
+                if is_out_of_descriptors(&e) {
+                    // The waiting client gets its 503 through the descriptor kept for this.
+                    if let Some(reserve) = accept_errors.reserve.take() {
+                        drop(reserve);
+                        let retry = listener.accept();
+                        if let Ok(Ok((stream, peer))) =
+                            monoio::time::timeout(Duration::from_millis(10), retry).await
+                        {
+                            connection::refuse_over_capacity(shard.clone(), stream, peer).await;
+                        }
+                    }
+                    accept_errors.keep_reserve();
+                }
+                // Back off a little instead of spinning.
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
     drop(listener);
     drain(&shard).await;
+}
+
+/// Failed accepts: logged at most once a second (with how many were not), and one spare
+/// descriptor kept so a client can still be told 503 when the process has none left.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+    reserve: Option<std::fs::File>,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, shard: &Shard, e: &io::Error) {
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(shard = shard.id, error = %e, also_failed_since_last_line = self.unlogged, "accept failed");
+        self.last_logged = Some(std::time::Instant::now());
+        self.unlogged = 0;
+    }
+
+    /// (Re)opens the spare descriptor; `/dev/null` opens without touching a disk.
+    fn keep_reserve(&mut self) {
+        if self.reserve.is_none() {
+            self.reserve = std::fs::File::open("/dev/null").ok();
+        }
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// Resolves once the shard is told to drain.
@@ -167,6 +217,14 @@ async fn tick_loop(
     loop {
         monoio::time::sleep(tick).await;
         shard.refresh_date();
+        let reaped = shard.pool.borrow_mut().reap(std::time::Instant::now());
+        if reaped.stray_bytes > 0 {
+            tracing::info!(
+                shard = shard.id,
+                connections = reaped.stray_bytes,
+                "closed idle upstream connections that received bytes nobody asked for"
+            );
+        }
         let delta = shard.metrics.borrow_mut().take_delta();
         if reports.try_send(delta).is_err() {
             tracing::debug!(

@@ -5,7 +5,7 @@
 //! re-check the store).
 //!
 //! Owns: the admin routes, their authorization (`sessions.adminToken` as a bearer token;
-//! without one, loopback clients only) and their Redis exchanges (one connection, on the
+//! without one, loopback clients of a loopback-only port) and their Redis exchanges (one connection, on the
 //! management shard). Must not: run on a data shard, or block.
 
 use std::time::Duration;
@@ -28,6 +28,8 @@ pub struct AdminRequest {
     pub target: String,
     pub authorization: Option<String>,
     pub peer_is_loopback: bool,
+    /// The management port listens on a loopback address only.
+    pub listener_is_loopback: bool,
 }
 
 /// Answers an `/admin/...` request: status and JSON body.
@@ -82,7 +84,13 @@ fn authorize(config: &GatewayConfig, req: &AdminRequest) -> Result<(), (u16, Vec
                 ))
             }
         }
-        None if req.peer_is_loopback => Ok(()),
+        // A loopback peer of a port open to the network may be a same-host reverse proxy
+        // relaying anyone: without a token, only a loopback-only port trusts loopback.
+        None if req.peer_is_loopback && req.listener_is_loopback => Ok(()),
+        None if req.peer_is_loopback => Err(error(
+            403,
+            "the management port is not loopback-only: the admin API needs sessions.adminToken / ADMIN_TOKEN",
+        )),
         None => Err(error(
             403,
             "without sessions.adminToken / ADMIN_TOKEN the admin API answers loopback clients only",

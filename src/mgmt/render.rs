@@ -2,6 +2,9 @@
 //! `/info`, `/stats`, `/status`, `/upstream/health` (JSON, shapes as in the original
 //! gateway) and `/metrics` (Prometheus text format).
 //!
+//! The data port's copies (rendered for the shards) leave out what only an operator should
+//! see: upstream URLs and the gateway's listener addresses; the management port's have them.
+//!
 //! Owns: page shapes and metric names. Must not: mutate state; it runs once per tick and
 //! the shards serve what it produced.
 
@@ -24,11 +27,22 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-pub fn pages(state: &State) -> Pages {
-    Pages::render(|page| render(state, page))
+/// Who reads a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone who reaches the data port: no upstream URLs, no listener addresses.
+    Public,
+    /// The management port's clients.
+    Operator,
 }
 
-pub fn render(state: &State, page: LocalPage) -> Page {
+/// The data port's pages, for the shards.
+pub fn pages(state: &State) -> Pages {
+    Pages::render(|page| render(state, page, Audience::Public))
+}
+
+pub fn render(state: &State, page: LocalPage, audience: Audience) -> Page {
+    let operator = audience == Audience::Operator;
     let json_page = |status: u16, v: Value| Page {
         status,
         content_type: "application/json",
@@ -36,10 +50,10 @@ pub fn render(state: &State, page: LocalPage) -> Page {
     };
     match page {
         LocalPage::Health => json_page(200, health(state)),
-        LocalPage::Info => json_page(200, info(state)),
+        LocalPage::Info => json_page(200, info(state, operator)),
         LocalPage::Stats => json_page(200, stats(state)),
-        LocalPage::Status => json_page(200, status(state)),
-        LocalPage::UpstreamHealth => json_page(200, upstream_health(state)),
+        LocalPage::Status => json_page(200, status(state, operator)),
+        LocalPage::UpstreamHealth => json_page(200, upstream_health(state, operator)),
         LocalPage::Metrics => Page {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -91,9 +105,9 @@ fn health(state: &State) -> Value {
     })
 }
 
-fn info(state: &State) -> Value {
+fn info(state: &State, operator: bool) -> Value {
     let c = &state.config;
-    json!({
+    let mut info = json!({
         "name": "mcp-gateway",
         "version": VERSION,
         "startedAt": iso8601(state.started_wall),
@@ -102,10 +116,6 @@ fn info(state: &State) -> Value {
             "driver": state.driver,
             "shards": state.shards,
             "cpus": state.cpus,
-        },
-        "listeners": {
-            "http": state.data_addr.to_string(),
-            "management": state.management_addr.map(|a| a.to_string()),
         },
         "upstreams": c.upstreams.len(),
         "loadBalancer": {"algorithm": format!("{:?}", c.load_balancer.algorithm)},
@@ -121,7 +131,14 @@ fn info(state: &State) -> Value {
             "headerTimeoutMs": c.server.limits.header_timeout.as_millis() as u64,
             "keepAliveTimeoutMs": c.server.limits.keep_alive_timeout.as_millis() as u64,
         },
-    })
+    });
+    if operator {
+        info["listeners"] = json!({
+            "http": state.data_addr.to_string(),
+            "management": state.management_addr.map(|a| a.to_string()),
+        });
+    }
+    info
 }
 
 fn latency_json(state: &State) -> Value {
@@ -181,28 +198,33 @@ fn stats(state: &State) -> Value {
         "connections": {"active": t.active_connections(), "total": t.counts.connections_opened},
         "upstreamConnections": {"opened": t.counts.upstream_connects, "reused": t.counts.upstream_reuses, "retried": t.counts.upstream_retries},
         "clientAborts": t.counts.client_aborts,
+        "panics": t.counts.panics,
         "latency": latency_json(state),
         "shards": t.per_shard_requests.iter().enumerate().map(|(i, r)| json!({"id": i, "requests": r})).collect::<Vec<_>>(),
         "upstreams": upstreams,
     })
 }
 
-fn status(state: &State) -> Value {
+fn status(state: &State, operator: bool) -> Value {
     let (healthy, total) = state.health.counts();
+    let address = |addr: Option<std::net::SocketAddr>| match (operator, addr) {
+        (true, Some(addr)) => json!(addr.to_string()),
+        _ => Value::Null,
+    };
     json!({
         "status": "running",
         "timestamp": iso8601(SystemTime::now()),
         "uptime": uptime_ms(state),
         "components": {
-            "dataPlane": {"status": "running", "shards": state.shards, "driver": state.driver, "address": state.data_addr.to_string()},
-            "managementShard": {"status": "running", "address": state.management_addr.map(|a| a.to_string()), "metricsIntervalMs": state.config.monitoring.metrics_tick.as_millis() as u64},
+            "dataPlane": {"status": "running", "shards": state.shards, "driver": state.driver, "address": address(Some(state.data_addr))},
+            "managementShard": {"status": "running", "address": address(state.management_addr), "metricsIntervalMs": state.config.monitoring.metrics_tick.as_millis() as u64},
             "healthChecker": {"status": if state.config.health_check.enabled { "running" } else { "disabled" }, "intervalMs": state.config.health_check.interval.as_millis() as u64},
             "upstreams": {"total": total, "healthy": healthy, "unhealthy": total - healthy},
         },
     })
 }
 
-fn upstream_health(state: &State) -> Value {
+fn upstream_health(state: &State, operator: bool) -> Value {
     let (healthy, total) = state.health.counts();
     let servers: Vec<Value> = state
         .config
@@ -213,7 +235,7 @@ fn upstream_health(state: &State) -> Value {
         .map(|((u, h), stateless)| {
             json!({
                 "id": u.id,
-                "url": u.url,
+                "url": operator.then_some(&u.url),
                 "group": u.group,
                 "healthy": h.healthy,
                 "lastCheck": h.last_check.map(iso8601),
@@ -287,6 +309,11 @@ fn metrics(state: &State) -> String {
         "mcp_gateway_client_aborts_total",
         "Proxied requests whose client left before the response was complete.",
         t.counts.client_aborts,
+    );
+    counter(
+        "mcp_gateway_panics_total",
+        "Connections ended by a panic in the gateway (a bug: please report it).",
+        t.counts.panics,
     );
     let _ = writeln!(out, "# HELP mcp_gateway_connections_active Open client connections.\n# TYPE mcp_gateway_connections_active gauge\nmcp_gateway_connections_active {}", t.active_connections());
     let _ = writeln!(out, "# HELP mcp_gateway_responses_total Responses by status class.\n# TYPE mcp_gateway_responses_total counter");

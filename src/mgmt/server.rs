@@ -1,7 +1,11 @@
 //! The management port (8081): the same pages as the data port plus the dashboard.
 //!
-//! Owns: serving the management shard's HTTP. Must not: proxy anything, or take long on
-//! one connection (it shares its thread with the merge tick and the prober).
+//! Owns: serving the management shard's HTTP, under its own connection cap
+//! (`monitoring.dashboard.maxConnections`: over it, one 503 and close) and the header
+//! timeout (a connection that sends no complete head in time is closed), so idle or slow
+//! clients here cannot take descriptors or time from the data port. Must not: proxy
+//! anything, or take long on one connection (it shares its thread with the merge tick and
+//! the prober).
 
 use super::admin::{self, AdminRequest};
 use super::{render, State};
@@ -11,27 +15,78 @@ use mcp_gateway_shard::messages::ShardCommand;
 use mcp_gateway_shard::relay::{read_append, write_all};
 use mcp_gateway_shard::router::LocalPage;
 use monoio::net::{TcpListener, TcpStream};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
 const MAX_HEAD: usize = 16 * 1024;
-const IDLE: Duration = Duration::from_secs(60);
+
+/// What one management connection knows about where it came from.
+#[derive(Clone, Copy)]
+struct Peer {
+    is_loopback: bool,
+    listener_is_loopback: bool,
+}
 
 pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>, shards: Shards) {
+    let (cap, head_timeout) = {
+        let s = state.borrow();
+        let config = &s.config;
+        (
+            config.monitoring.management_max_connections,
+            config.server.limits.header_timeout,
+        )
+    };
+    let listener_is_loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let open = Rc::new(Cell::new(0usize));
+    let mut last_warning: Option<Instant> = None;
     loop {
         match listener.accept().await {
+            Ok((stream, _)) if open.get() >= cap => {
+                monoio::spawn(refuse(stream));
+            }
             Ok((stream, peer)) => {
-                let loopback = peer.ip().is_loopback();
-                monoio::spawn(connection(stream, loopback, state.clone(), shards.clone()));
+                let peer = Peer {
+                    is_loopback: peer.ip().is_loopback(),
+                    listener_is_loopback,
+                };
+                let open = open.clone();
+                open.set(open.get() + 1);
+                let (state, shards) = (state.clone(), shards.clone());
+                monoio::spawn(async move {
+                    connection(stream, peer, head_timeout, state, shards).await;
+                    open.set(open.get() - 1);
+                });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "management accept failed");
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(error = %e, "management accept failed");
+                    last_warning = Some(Instant::now());
+                }
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
+}
+
+/// One 503 for a connection over the management port's cap, then close.
+async fn refuse(mut stream: TcpStream) {
+    let body = encode::error_body(503, "the management port is at its connection limit", b"");
+    let mut out = Vec::with_capacity(256);
+    encode::local_response(
+        &mut out,
+        b"",
+        &LocalResponse {
+            status: 503,
+            content_type: "application/json",
+            body: &body,
+            close: true,
+            request_id: b"",
+            extra: &["Retry-After: 1"],
+        },
+    );
+    let _ = monoio::time::timeout(Duration::from_secs(1), write_all(&mut stream, &mut out)).await;
 }
 
 /// The shards' command channels (the admin API tells them about revocations).
@@ -39,12 +94,16 @@ pub type Shards = Rc<Vec<crossbeam_channel::Sender<ShardCommand>>>;
 
 async fn connection(
     mut stream: TcpStream,
-    peer_is_loopback: bool,
+    peer: Peer,
+    head_timeout: Duration,
     state: Rc<RefCell<State>>,
     shards: Shards,
 ) {
     let mut buf = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(4096);
+    // When the head being read must be complete (set at its first read, cleared by each
+    // answer): a slow client cannot hold the connection past it.
+    let mut head_deadline: Option<monoio::time::Instant> = None;
     loop {
         let (status, content_type, body, close, consumed): (u16, &str, bytes::Bytes, bool, usize) = {
             let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -60,7 +119,8 @@ async fn connection(
                             .iter()
                             .find(|h| h.name.eq_ignore_ascii_case("authorization"))
                             .map(|h| String::from_utf8_lossy(h.value).into_owned()),
-                        peer_is_loopback,
+                        peer_is_loopback: peer.is_loopback,
+                        listener_is_loopback: peer.listener_is_loopback,
                     };
                     let close = !head.keep_alive || has_body;
                     let consumed = head.head_len;
@@ -81,9 +141,12 @@ async fn connection(
                     )
                 }
                 Ok(None) if buf.len() < MAX_HEAD => {
-                    match monoio::time::timeout(IDLE, read_append(&mut stream, &mut buf, 4096))
-                        .await
-                    {
+                    // Each head must be complete within the header timeout; an idle
+                    // keep-alive connection is closed after as long.
+                    let deadline = *head_deadline
+                        .get_or_insert_with(|| monoio::time::Instant::now() + head_timeout);
+                    let read = read_append(&mut stream, &mut buf, 4096);
+                    match monoio::time::timeout_at(deadline, read).await {
                         Ok(Ok(n)) if n > 0 => continue,
                         _ => return,
                     }
@@ -119,7 +182,10 @@ async fn connection(
                 extra: &["Cache-Control: no-store"],
             },
         );
-        if write_all(&mut stream, &mut out).await.is_err() || close {
+        let write = write_all(&mut stream, &mut out);
+        let written = monoio::time::timeout(head_timeout, write).await;
+        head_deadline = None;
+        if !matches!(written, Ok(Ok(()))) || close {
             return;
         }
     }
@@ -149,7 +215,7 @@ fn answer(
         Some(page) => {
             let mut s = state.borrow_mut();
             s.pages_wanted = true;
-            let p = render::render(&s, page);
+            let p = render::render(&s, page, render::Audience::Operator);
             (p.status, p.content_type, p.body)
         }
         None => (

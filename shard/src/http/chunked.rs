@@ -14,7 +14,16 @@ pub enum ChunkError {
     SizeOverflow,
     #[error("chunk data not followed by CRLF")]
     MissingCrlf,
+    /// A chunk-size line (its extensions) or the trailer section is over the limit.
+    #[error("chunk extension or trailers too large")]
+    TooLong,
+    #[error("invalid trailer field")]
+    BadTrailer,
 }
+
+/// The default bound on one chunk-size line and on the whole trailer section (upstream
+/// responses; requests use `server.limits.maxHeaderBytes`).
+pub const DEFAULT_LINE_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -25,12 +34,19 @@ enum State {
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine,
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
     FinalLf,
     Done,
 }
 
 /// Walks a chunked body; feed it every byte of the body in order.
+///
+/// Strict, so that what it relays verbatim is read the same way by any next hop: every line
+/// ends in CRLF (a bare LF or CR is an error), extensions hold only visible characters,
+/// spaces and tabs, trailer lines are `name: value` fields, and a chunk-size line and the
+/// trailer section are each bounded.
 #[derive(Debug, Clone)]
 pub struct ChunkedTracker {
     state: State,
@@ -38,6 +54,11 @@ pub struct ChunkedTracker {
     digits: u8,
     remaining: u64,
     payload: u64,
+    /// Every byte of the body, framing included.
+    wire: u64,
+    /// Bytes of the current size line, or of the trailer section so far.
+    line: usize,
+    line_limit: usize,
 }
 
 impl Default for ChunkedTracker {
@@ -48,12 +69,20 @@ impl Default for ChunkedTracker {
 
 impl ChunkedTracker {
     pub fn new() -> Self {
+        Self::with_line_limit(DEFAULT_LINE_LIMIT)
+    }
+
+    /// A tracker bounding each chunk-size line and the trailer section to `limit` bytes.
+    pub fn with_line_limit(limit: usize) -> Self {
         Self {
             state: State::Size,
             size: 0,
             digits: 0,
             remaining: 0,
             payload: 0,
+            wire: 0,
+            line: 0,
+            line_limit: limit.max(16),
         }
     }
 
@@ -72,6 +101,11 @@ impl ChunkedTracker {
         self.payload
     }
 
+    /// Bytes of the body seen so far, framing included (what a body limit must count).
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire
+    }
+
     /// Consumes bytes of the body; returns how many belong to it. Fewer than `bytes.len()`
     /// means the body ended and the rest belongs to the next message.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, ChunkError> {
@@ -88,7 +122,7 @@ impl ChunkedTracker {
         let mut i = 0;
         while i < bytes.len() {
             if self.state == State::Done {
-                return Ok(i);
+                break;
             }
             if self.state == State::Data {
                 let take =
@@ -105,10 +139,24 @@ impl ChunkedTracker {
             self.step(bytes[i])?;
             i += 1;
         }
+        self.wire += i as u64;
         Ok(i)
     }
 
     fn step(&mut self, b: u8) -> Result<(), ChunkError> {
+        if matches!(
+            self.state,
+            State::Size
+                | State::Extension
+                | State::TrailerName
+                | State::TrailerValue
+                | State::TrailerStart
+        ) {
+            self.line += 1;
+            if self.line > self.line_limit {
+                return Err(ChunkError::TooLong);
+            }
+        }
         self.state = match self.state {
             State::Size => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
@@ -122,13 +170,12 @@ impl ChunkedTracker {
                 }
                 b';' | b' ' | b'\t' if self.digits > 0 => State::Extension,
                 b'\r' if self.digits > 0 => State::SizeLf,
-                b'\n' if self.digits > 0 => self.end_of_size_line(),
                 _ => return Err(ChunkError::BadSize),
             },
             State::Extension => match b {
                 b'\r' => State::SizeLf,
-                b'\n' => self.end_of_size_line(),
-                _ => State::Extension,
+                b' ' | b'\t' | 0x21..=0x7e => State::Extension,
+                _ => return Err(ChunkError::BadSize),
             },
             State::SizeLf => match b {
                 b'\n' => self.end_of_size_line(),
@@ -136,21 +183,33 @@ impl ChunkedTracker {
             },
             State::DataCr => match b {
                 b'\r' => State::DataLf,
-                b'\n' => State::Size,
                 _ => return Err(ChunkError::MissingCrlf),
             },
             State::DataLf => match b {
-                b'\n' => State::Size,
+                b'\n' => {
+                    self.line = 0;
+                    State::Size
+                }
                 _ => return Err(ChunkError::MissingCrlf),
             },
             State::TrailerStart => match b {
                 b'\r' => State::FinalLf,
-                b'\n' => State::Done,
-                _ => State::TrailerLine,
+                b if is_token(b) => State::TrailerName,
+                _ => return Err(ChunkError::BadTrailer),
             },
-            State::TrailerLine => match b {
+            State::TrailerName => match b {
+                b':' => State::TrailerValue,
+                b if is_token(b) => State::TrailerName,
+                _ => return Err(ChunkError::BadTrailer),
+            },
+            State::TrailerValue => match b {
+                b'\r' => State::TrailerLf,
+                b' ' | b'\t' | 0x21..=0x7e | 0x80..=0xff => State::TrailerValue,
+                _ => return Err(ChunkError::BadTrailer),
+            },
+            State::TrailerLf => match b {
                 b'\n' => State::TrailerStart,
-                _ => State::TrailerLine,
+                _ => return Err(ChunkError::BadTrailer),
             },
             State::FinalLf => match b {
                 b'\n' => State::Done,
@@ -166,12 +225,19 @@ impl ChunkedTracker {
         self.size = 0;
         self.digits = 0;
         if size == 0 {
+            // The trailer section is bounded as a whole, from here.
+            self.line = 0;
             State::TrailerStart
         } else {
             self.remaining = size;
             State::Data
         }
     }
+}
+
+/// An HTTP token character (RFC 9110 §5.6.2), as field names are made of.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -216,6 +282,45 @@ mod tests {
         assert_eq!(
             ChunkedTracker::new().feed(b"ffffffffffffffffff\r\n"),
             Err(ChunkError::SizeOverflow)
+        );
+    }
+
+    #[test]
+    fn bare_line_ends_refused() {
+        for body in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5;a=b\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(ChunkedTracker::new().feed(body).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn extensions_and_trailers_bounded() {
+        let mut t = ChunkedTracker::with_line_limit(100);
+        let mut body = b"1;".to_vec();
+        body.extend(std::iter::repeat(b'a').take(200));
+        assert_eq!(t.feed(&body), Err(ChunkError::TooLong));
+        let mut t = ChunkedTracker::with_line_limit(100);
+        let mut body = b"1\r\nx\r\n0\r\n".to_vec();
+        for _ in 0..20 {
+            body.extend_from_slice(b"X-T: aaaa\r\n");
+        }
+        assert_eq!(t.feed(&body), Err(ChunkError::TooLong));
+        // Within the bound, the wire count includes the framing.
+        let mut t = ChunkedTracker::with_line_limit(100);
+        let body = b"3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(t.feed(body), Ok(body.len()));
+        assert!(t.is_done());
+        assert_eq!((t.payload_bytes(), t.wire_bytes()), (3, body.len() as u64));
+        assert_eq!(
+            ChunkedTracker::new().feed(b"0\r\nbad trailer\r\n\r\n"),
+            Err(ChunkError::BadTrailer)
         );
     }
 }

@@ -37,15 +37,41 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// True when `name` is listed in a `Connection` header value (those are hop-by-hop too).
+/// Headers a `Connection` option cannot make hop-by-hop: the framing, the target, and the
+/// headers the gateway itself writes or reads to route, seal and check MCP messages. A peer
+/// that could drop these would change how the next hop frames or reads the message.
+pub fn is_protected(name: &str) -> bool {
+    const PROTECTED: [&str; 9] = [
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "content-type",
+    ];
+    PROTECTED.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || name
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("mcp-"))
+}
+
+/// The framing headers, which a request may not name in `Connection` at all (400).
+pub fn names_framing(connection: &[u8]) -> bool {
+    ["content-length", "transfer-encoding", "host"]
+        .iter()
+        .any(|name| has_token(connection, name))
+}
+
+/// True when `name` is listed in a `Connection` header value (those are hop-by-hop too),
+/// unless it is [protected](is_protected): such tokens are ignored.
 pub fn listed_in_connection(connection: Option<&[u8]>, name: &str) -> bool {
     let Some(value) = connection else {
         return false;
     };
-    value
-        .split(|b| *b == b',')
-        .map(trim_ascii)
-        .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+    !is_protected(name) && has_token(value, name)
 }
 
 pub fn trim_ascii(bytes: &[u8]) -> &[u8] {
@@ -100,5 +126,16 @@ mod tests {
         assert!(listed_in_connection(Some(b"close, X-Foo"), "x-foo"));
         assert!(!listed_in_connection(Some(b"close"), "x-foo"));
         assert!(has_token(b"keep-alive, Upgrade", "upgrade"));
+        assert!(!listed_in_connection(
+            Some(b"Content-Length"),
+            "content-length"
+        ));
+        assert!(!listed_in_connection(Some(b"x-request-id"), "X-Request-Id"));
+        assert!(!listed_in_connection(
+            Some(b"mcp-session-id"),
+            "Mcp-Session-Id"
+        ));
+        assert!(names_framing(b"close, Transfer-Encoding"));
+        assert!(!names_framing(b"close, keep-alive"));
     }
 }

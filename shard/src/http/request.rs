@@ -16,7 +16,16 @@ pub enum RequestError {
     TooManyHeaders,
     #[error("unsupported transfer-encoding")]
     UnsupportedEncoding,
+    /// `CONNECT`: the gateway opens no tunnels (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A method longer than [`MAX_METHOD`] (501).
+    #[error("method not implemented")]
+    MethodTooLong,
 }
+
+/// The longest method accepted; registered methods are at most 17 bytes.
+pub const MAX_METHOD: usize = 32;
 
 /// A parsed request head, borrowing the read buffer.
 #[derive(Debug)]
@@ -64,9 +73,23 @@ pub fn parse<'h, 'b>(
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     let minor_version = req.version.unwrap_or(1);
-    if !(target.starts_with('/') || target == "*") {
+    if method.len() > MAX_METHOD {
+        return Err(RequestError::MethodTooLong);
+    }
+    if method == "CONNECT" {
+        return Err(RequestError::MethodNotAllowed);
+    }
+    if target == "*" {
+        if method != "OPTIONS" {
+            return Err(RequestError::Malformed("`*` is only a target for OPTIONS"));
+        }
+    } else if !target.starts_with('/') {
         return Err(RequestError::Malformed(
             "request target must be an absolute path",
+        ));
+    } else if has_dot_segment(target) {
+        return Err(RequestError::Malformed(
+            "dot segments (`.` or `..`) in the request path",
         ));
     }
     let headers: &'h [httparse::Header<'b>] = req.headers;
@@ -103,7 +126,16 @@ pub fn parse<'h, 'b>(
                 .next()
                 .map(super::trim_ascii)
                 .unwrap_or(b"");
-            if !last.eq_ignore_ascii_case(b"chunked") {
+            // Chunked must be the final coding, and applied once (RFC 9112 §6.1).
+            if chunked || !last.eq_ignore_ascii_case(b"chunked") {
+                return Err(RequestError::UnsupportedEncoding);
+            }
+            let codings = h.value.split(|b| *b == b',').map(super::trim_ascii);
+            if codings
+                .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
+                .count()
+                > 1
+            {
                 return Err(RequestError::UnsupportedEncoding);
             }
             chunked = true;
@@ -113,6 +145,15 @@ pub fn parse<'h, 'b>(
             }
             head.host = Some(h.value);
         } else if name.eq_ignore_ascii_case("connection") {
+            // Naming a framing header there would make it hop-by-hop: a smuggling attempt.
+            if super::names_framing(h.value) {
+                return Err(RequestError::Malformed(
+                    "connection header names a framing header",
+                ));
+            }
+            if head.connection.is_some() {
+                return Err(RequestError::Malformed("duplicate connection header"));
+            }
             head.connection = Some(h.value);
             if has_token(h.value, "close") {
                 head.keep_alive = false;
@@ -139,11 +180,43 @@ pub fn parse<'h, 'b>(
                 "both content-length and transfer-encoding",
             ))
         }
-        (true, None) => BodyFraming::Chunked,
+        (true, None) => {
+            // An HTTP/1.0 message with a transfer coding: its framing is suspect, so the
+            // connection closes after the answer (RFC 9112 §6.1).
+            if minor_version == 0 {
+                head.keep_alive = false;
+            }
+            BodyFraming::Chunked
+        }
         (false, Some(0)) | (false, None) => BodyFraming::Empty,
         (false, Some(n)) => BodyFraming::Length(n),
     };
     Ok(Some(head))
+}
+
+/// Whether the path (before any query) has a `.` or `..` segment, plain or percent-encoded
+/// (`%2e`). Upstreams would resolve them and reach paths the route never named.
+fn has_dot_segment(target: &str) -> bool {
+    let path = target.split(['?', '#']).next().unwrap_or(target);
+    path.split('/').any(|segment| {
+        let mut dots = 0;
+        let mut rest = segment.as_bytes();
+        while !rest.is_empty() {
+            if rest[0] == b'.' {
+                rest = &rest[1..];
+            } else if rest.len() >= 3
+                && rest[0] == b'%'
+                && rest[1] == b'2'
+                && (rest[2] | 0x20) == b'e'
+            {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
 }
 
 #[cfg(test)]
@@ -165,6 +238,61 @@ mod tests {
         assert!(!parse_ok(raw).1);
         let raw = b"GET / HTTP/1.0\r\n\r\n";
         assert_eq!(parse_ok(raw), (BodyFraming::Empty, false, raw.len()));
+    }
+
+    #[test]
+    fn dot_segments_and_methods_refused() {
+        for target in [
+            "/mcp/a/../../x",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/..",
+            "/.%2e?q",
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            assert!(parse(raw.as_bytes(), &mut h).is_err(), "{target}");
+        }
+        for target in ["/a/...", "/a/.b", "/a/b.", "/x?a=../b", "/"] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            assert!(parse(raw.as_bytes(), &mut h).unwrap().is_some(), "{target}");
+        }
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let raw = b"CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(
+            parse(raw, &mut h).unwrap_err(),
+            RequestError::MethodNotAllowed
+        );
+        let raw = format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "A".repeat(1000));
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        assert_eq!(
+            parse(raw.as_bytes(), &mut h).unwrap_err(),
+            RequestError::MethodTooLong
+        );
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        assert!(parse(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", &mut h).is_err());
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", &mut h).is_ok());
+    }
+
+    #[test]
+    fn connection_cannot_name_framing() {
+        for conn in ["Content-Length", "close, transfer-encoding", "Host"] {
+            let raw = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: {conn}\r\n\r\na"
+            );
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            assert!(parse(raw.as_bytes(), &mut h).is_err(), "{conn}");
+        }
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n";
+        assert!(parse(raw, &mut h).is_err());
+        let raw =
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let head = parse(raw, &mut h).unwrap().unwrap();
+        assert!(!head.keep_alive && head.framing == BodyFraming::Chunked);
     }
 
     #[test]
