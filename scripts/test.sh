@@ -23,7 +23,11 @@ export MCP_PYTHON
 bash scripts/mcp-python.sh 1.27.0 >/dev/null
 
 cargo build --workspace --all-targets --quiet
+# Both drivers always run, and each reports every failure (--no-fail-fast); the script fails
+# at the end if either did.
+status=0
 echo "== test suite, io_uring driver =="
-cargo test --workspace
+cargo test --workspace --no-fail-fast || status=1
 echo "== test suite, epoll driver (MONOIO_FORCE_LEGACY_DRIVER=1) =="
-MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --workspace
+MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --workspace --no-fail-fast || status=1
+exit "$status"

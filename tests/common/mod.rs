@@ -1184,3 +1184,232 @@ pub fn hang(s: &mut TcpStream) -> Flow {
     }
     Flow::Close
 }
+
+// ---------------------------------------------------------------------------------------
+// Edge-hardening helpers: raw upstreams, metric samples, a descriptor-limited gateway
+// ---------------------------------------------------------------------------------------
+
+type RawHandler = dyn Fn(TcpStream, usize) + Send + Sync;
+
+/// An upstream below the level of whole requests: each accepted connection is handed, raw,
+/// to `handler` on its own thread with its sequence number (1 = first accepted), for
+/// upstreams that misbehave in ways [`Upstream`] cannot (partial reads, byte counting,
+/// unsolicited writes, closes at odd moments).
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawUpstream {
+    pub fn start(handler: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
+        let addr = listener.local_addr().expect("raw upstream addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<RawHandler> = Arc::new(handler);
+        {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let n = accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                    let handler = handler.clone();
+                    thread::spawn(move || handler(stream, n));
+                }
+            });
+        }
+        RawUpstream {
+            addr,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT` plus `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Reads one request the way [`Upstream`] does (for [`RawUpstream`] handlers that still
+/// want whole requests); `Ok(None)` when the peer closed between requests. `n` is recorded
+/// as the request's connection number.
+pub fn read_upstream_request(conn: &mut Conn, n: usize) -> io::Result<Option<Request>> {
+    read_request(conn, n)
+}
+
+/// The value of one sample of a Prometheus text page: `series` is the metric name with its
+/// labels exactly as printed (`mcp_gateway_errors_total{kind="send_timeout"}`).
+pub fn metric_value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl Gateway {
+    /// One sample from the management port's `/metrics` (`None` when it is not printed).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let mut c = Client::connect(self.mgmt_addr());
+        let r = c.request("GET", "/metrics", &[], b"");
+        assert_eq!(r.status, 200, "GET /metrics on the management port: {r:?}");
+        metric_value(&r.text(), series)
+    }
+
+    /// Like [`Gateway::start`], with the child's `RLIMIT_NOFILE` soft and hard limits set to
+    /// `limit` (so the gateway cannot raise it back).
+    pub fn start_nofile(config: &Value, limit: u64) -> Gateway {
+        use std::os::unix::process::CommandExt;
+        let dir = TempDir::new("gw-nofile");
+        let path = dir.write(
+            "gateway.json",
+            &serde_json::to_string_pretty(config).expect("config json"),
+        );
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in CONFIG_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.env("NO_COLOR", "1");
+        let lim = libc::rlimit {
+            rlim_cur: limit as libc::rlim_t,
+            rlim_max: limit as libc::rlim_t,
+        };
+        // SAFETY: the closure runs in the forked child before exec; it only calls
+        // setrlimit (async-signal-safe) on a value copied in, and allocates nothing
+        // (`last_os_error` reads errno into an `Os` variant).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn mcp-gateway");
+        let mut stdout = LineReader::new(child.stdout.take().expect("stdout"));
+        let logs = LogTail::drain(child.stderr.take().expect("stderr"));
+        let mut child = KillOnDrop(child);
+        let Some(banner) = stdout.wait_for("mcp-gateway listening on", Duration::from_secs(20))
+        else {
+            let status = child.0.try_wait().ok().flatten();
+            panic!(
+                "gateway did not start (exit: {status:?})\nstdout: {:?}\nstderr:\n{}",
+                stdout.seen,
+                logs.text()
+            );
+        };
+        let data = addr_after_http(&banner);
+        let mgmt = stdout
+            .wait_for("management and dashboard on", Duration::from_millis(2000))
+            .map(|l| addr_after_http(&l));
+        Gateway {
+            data,
+            mgmt,
+            child,
+            banner,
+            logs,
+            stdout,
+            dir,
+        }
+    }
+}
+
+/// An upstream that never parses: it counts every byte the gateway writes and answers
+/// `200 ok` each time what it read ends a chunked body (a last chunk, then an empty line).
+pub struct ByteCounter {
+    pub up: RawUpstream,
+    bytes: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl ByteCounter {
+    pub fn start() -> ByteCounter {
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (b, a, s) = (bytes.clone(), answered.clone(), seen.clone());
+        let up = RawUpstream::start(move |mut stream, _| {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut pending = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                b.fetch_add(n, Ordering::SeqCst);
+                {
+                    let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                    let keep = (64 * 1024usize).saturating_sub(s.len()).min(n);
+                    s.extend_from_slice(&buf[..keep]);
+                }
+                pending.extend_from_slice(&buf[..n]);
+                if chunked_message_ends(&pending) {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    pending.clear();
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            }
+        });
+        ByteCounter {
+            up,
+            bytes,
+            answered,
+            seen,
+        }
+    }
+
+    /// Bytes received so far, on all connections.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Chunked messages answered so far.
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// The first bytes received, for failure messages.
+    pub fn seen(&self) -> String {
+        let s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&s[..s.len().min(300)]).into_owned()
+    }
+}
+
+/// Whether `m` (a head and what followed it) ends with a complete chunked body.
+pub fn chunked_message_ends(m: &[u8]) -> bool {
+    if !m.ends_with(b"\r\n\r\n") {
+        return false;
+    }
+    let Some(head_end) = m.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let body = &m[head_end + 4..];
+    body.len() >= 5 && (body.starts_with(b"0\r\n") || body.windows(5).any(|w| w == b"\r\n0\r\n"))
+}
