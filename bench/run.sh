@@ -12,6 +12,10 @@
 #
 # Usage: bench/run.sh [--duration S] [--connections N] [--skip-10k]
 #                     [--only floor|gateway|nginx|haproxy[,...]] [--no-build]
+#                     [--baseline BIN]
+# --baseline BIN also runs BIN (an earlier mcp-gateway build) as the gateway, right after
+# the current one, on the same config and load, and prints the CPU-per-request ratios of the
+# current build to it (a change's cost, from the same run).
 # Environment: DURATION (10), CONNS (64), WARMUP (2), DURATION_10K (10), CONNS_10K (10000),
 #   PROXY_CPU (0), LOAD_CPU (1), WRK_TIMEOUT (wrk's own --timeout, unset: wrk's 2s),
 #   KEEP_TMP=1 keeps the rendered configs and logs.
@@ -43,6 +47,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 WRK_TIMEOUT=${WRK_TIMEOUT:-}
 SKIP_10K=0
 BUILD=1
+BASELINE_BIN=${BASELINE_BIN:-}
 ONLY="floor,gateway,nginx,haproxy"
 
 usage() {
@@ -59,6 +64,8 @@ while [[ $# -gt 0 ]]; do
         --only) ONLY=${2:?--only needs floor, gateway, nginx or haproxy}; shift 2 ;;
         --only=*) ONLY=${1#*=}; shift ;;
         --no-build) BUILD=0; shift ;;
+        --baseline) BASELINE_BIN=${2:?--baseline needs a binary}; shift 2 ;;
+        --baseline=*) BASELINE_BIN=${1#*=}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -76,6 +83,10 @@ for p in "${SELECTED[@]}"; do
 done
 selected() {
     local p want=${1%%_*}
+    if [[ $want == baseline ]]; then
+        [[ -n $BASELINE_BIN ]] || return 1
+        want=gateway
+    fi
     for p in "${SELECTED[@]}"; do [[ $p == "$want" ]] && return 0; done
     return 1
 }
@@ -97,8 +108,10 @@ NGINX_PORT=18083
 HAPROXY_PORT=18084
 
 declare -A LABEL=([floor]="static floor" [gateway]="mcp-gateway" [nginx]="nginx" [haproxy]="HAProxy"
-    [gateway_mcp]="mcp-gateway, /mcp/{id}" [gateway_session]="mcp-gateway, /mcp/{id} + session")
-declare -A PORT=([floor]=$FLOOR_PORT [gateway]=$GATEWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
+    [gateway_mcp]="mcp-gateway, /mcp/{id}" [gateway_session]="mcp-gateway, /mcp/{id} + session"
+    [baseline]="baseline build" [baseline_mcp]="baseline build, /mcp/{id}"
+    [baseline_session]="baseline build, /mcp/{id} + session")
+declare -A PORT=([floor]=$FLOOR_PORT [gateway]=$GATEWAY_PORT [baseline]=$GATEWAY_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -231,6 +244,7 @@ if [[ $BUILD -eq 1 ]]; then
     (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
 fi
 [[ -x $BIN ]] || die "$BIN not found (build it with cargo build --release)"
+[[ -z $BASELINE_BIN || -x $BASELINE_BIN ]] || die "baseline $BASELINE_BIN is not an executable"
 
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
@@ -278,7 +292,7 @@ render() {
     ' "$@" <"$tpl" >"$out"
 }
 
-mkdir -p "$WORK/gateway" "$WORK/nginx" "$WORK/haproxy" "$WORK/floor" "$WORK/fleet" "$WORK/wrk"
+mkdir -p "$WORK/gateway" "$WORK/baseline" "$WORK/nginx" "$WORK/haproxy" "$WORK/floor" "$WORK/fleet" "$WORK/wrk"
 for ((i = 1; i <= FLEET_N; i++)); do
     port=$((FLEET_BASE - 1 + i))
     sep=','
@@ -293,6 +307,7 @@ printf '      ,{ "id": "%s", "url": "http://127.0.0.1:%d/mcp", "maxConnections":
 
 render "$BENCH/gateway.jsonc.tmpl" "$WORK/gateway/config.jsonc" "$WORK/gateway/servers" \
     PORT="$GATEWAY_PORT" DASHBOARD_PORT="$GATEWAY_DASHBOARD_PORT" WEBSOCKET_PORT="$GATEWAY_WEBSOCKET_PORT"
+cp "$WORK/gateway/config.jsonc" "$WORK/baseline/config.jsonc"
 USER_LINE="# (not root: nginx keeps the current user)"
 [[ $EUID -eq 0 ]] && USER_LINE="user root;"
 render "$BENCH/nginx.conf.tmpl" "$WORK/nginx/nginx.conf" "$WORK/nginx/servers" \
@@ -321,12 +336,14 @@ start_proxy() {
         floor)
             taskset -c "$PROXY_CPU" "$BIN" static-floor --port "$FLOOR_PORT" >"$PROXY_LOG" 2>&1 &
             ;;
-        gateway)
-            if ! "$BIN" check "$dir/config.jsonc" >"$dir/check.log" 2>&1; then
+        gateway|baseline)
+            local bin=$BIN
+            [[ $name == baseline ]] && bin=$BASELINE_BIN
+            if ! "$bin" check "$dir/config.jsonc" >"$dir/check.log" 2>&1; then
                 cat "$dir/check.log" >&2
                 return 1
             fi
-            taskset -c "$PROXY_CPU" "$BIN" --config "$dir/config.jsonc" >"$PROXY_LOG" 2>&1 &
+            taskset -c "$PROXY_CPU" "$bin" --config "$dir/config.jsonc" >"$PROXY_LOG" 2>&1 &
             ;;
         nginx)
             PROXY_LOG=$dir/error.log
@@ -421,15 +438,15 @@ bench_proxy() {
     log "${LABEL[$name]}: warm-up ${WARMUP}s, -c$CONNS"
     run_wrk "$CONNS" "$WARMUP" "$port" "$WORK/wrk/$name-warmup.txt"
     measure "$name" "$port"
-    if [[ $name == gateway ]] && alive "$PROXY_PID"; then
-        bench_mcp_paths "$port"
+    if [[ $name == gateway || $name == baseline ]] && alive "$PROXY_PID"; then
+        bench_mcp_paths "$port" "$name"
     fi
     if ! alive "$PROXY_PID"; then
         R_ERR[$name]="${R_ERR[$name]} ⚠ exited during the run"
         R_BAD[$name]=1
         log "${LABEL[$name]} exited during the run; last lines of $PROXY_LOG:"
         tail -n 30 "$PROXY_LOG" >&2 || true
-    elif [[ $SKIP_10K -eq 0 && $name != floor ]]; then
+    elif [[ $SKIP_10K -eq 0 && $name != floor && $name != baseline ]]; then
         bench_10k "$name"
     fi
     log "${LABEL[$name]}: stopping"
@@ -442,17 +459,17 @@ bench_proxy() {
 # and with a session token (from an initialize through the gateway), to show what session
 # affinity costs per request against the plain proxy path above.
 bench_mcp_paths() {
-    local port=$1 token
+    local port=$1 key=$2 token
     token=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/mcp/$MCP_BENCH_ID" \
         -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
         -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' |
         tr -d '\r' | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}')
     if [[ -z $token ]]; then
-        R_ERR[gateway_session]="⚠ no session token from initialize"
-        R_BAD[gateway_session]=1
+        R_ERR[${key}_session]="⚠ no session token from initialize"
+        R_BAD[${key}_session]=1
     fi
-    MCP_PATH="/mcp/$MCP_BENCH_ID" measure gateway_mcp "$port"
-    [[ -n $token ]] && MCP_PATH="/mcp/$MCP_BENCH_ID" MCP_SESSION=$token measure gateway_session "$port"
+    MCP_PATH="/mcp/$MCP_BENCH_ID" measure "${key}_mcp" "$port"
+    [[ -n $token ]] && MCP_PATH="/mcp/$MCP_BENCH_ID" MCP_SESSION=$token measure "${key}_session" "$port"
     return 0
 }
 
@@ -535,7 +552,7 @@ bench_10k() {
     fi
 }
 
-for name in floor gateway nginx haproxy; do
+for name in floor gateway baseline nginx haproxy; do
     selected "$name" || continue
     bench_proxy "$name"
 done
@@ -567,7 +584,7 @@ report() {
     echo
     echo "| proxy | rps | p50 | p99 | CPU µs/req | RSS MiB | errors |"
     echo "|---|---:|---:|---:|---:|---:|---|"
-    for name in floor gateway gateway_mcp gateway_session nginx haproxy; do
+    for name in floor gateway gateway_mcp gateway_session baseline baseline_mcp baseline_session nginx haproxy; do
         selected "$name" || continue
         if [[ -z ${R_RPS[$name]:-} ]]; then
             echo "| ${LABEL[$name]} | - | - | - | - | - | ${R_ERR[$name]:-not run} |"
@@ -595,6 +612,14 @@ report() {
         if [[ -n ${R_BAD[gateway]:-} || -n ${R_BAD[haproxy]:-} ]]; then
             echo "- ⚠ a run above had errors: these ratios are not trustworthy"
         fi
+        echo
+    fi
+    if selected baseline; then
+        echo "This build vs the baseline build (${BASELINE_BIN}), CPU per request:"
+        echo
+        for path in "" _mcp _session; do
+            ratio_line "${LABEL[gateway$path]}" "${R_CPU[gateway$path]:-}" "${R_CPU[baseline$path]:-}" "r <= 1.05" "target <= 1.05x"
+        done
         echo
     fi
     if selected gateway && selected floor && [[ -n ${R_CPU[gateway]:-} && -n ${R_CPU[floor]:-} ]]; then

@@ -39,8 +39,14 @@ pub fn raise_soft_limit() -> Option<u64> {
 /// Lowers `server.maxConnections` to what `limit` descriptors can serve: each client
 /// connection may hold one upstream connection while its request is proxied.
 pub fn fit(config: &mut GatewayConfig, limit: u64) {
-    let management = config.monitoring.management_max_connections as u64;
-    let usable = limit.saturating_sub(RESERVED + management);
+    let management = if config.monitoring.dashboard_enabled {
+        config.monitoring.management_max_connections as u64
+    } else {
+        0
+    };
+    // Under a small limit, the reserve shrinks rather than leaving no client at all.
+    let reserved = RESERVED.min(limit / 4) + management.min(limit / 4);
+    let usable = limit.saturating_sub(reserved);
     let clients = config.server.limits.max_connections as u64;
     let fitting = (usable / 2).max(1);
     if clients > fitting {

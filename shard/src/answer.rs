@@ -88,6 +88,8 @@ pub struct ErrorStyle<'a> {
     pub jsonrpc: bool,
     /// An allowed browser origin: CORS headers too.
     pub cors_origin: Option<&'a [u8]>,
+    /// The answer to a HEAD request: the head only (its `Content-Length` still the body's).
+    pub head_only: bool,
 }
 
 impl<'a> ErrorStyle<'a> {
@@ -96,6 +98,7 @@ impl<'a> ErrorStyle<'a> {
             request_id,
             jsonrpc: false,
             cors_origin: None,
+            head_only: false,
         }
     }
 }
@@ -226,6 +229,9 @@ pub async fn respond_error(
             extra: &extra,
         },
     );
+    if style.head_only {
+        out.truncate(out.len() - body.len());
+    }
     let written = out.len() as u64;
     let ok = conn.send(out).await.is_ok();
     {

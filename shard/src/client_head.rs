@@ -8,6 +8,9 @@
 use crate::http::response;
 use crate::http::{is_hop_by_hop, listed_in_connection, BodyFraming};
 
+/// The longest reason phrase passed on.
+const MAX_REASON: usize = 128;
+
 /// How the response head is changed on its way to the client.
 pub struct HeadRewrite<'a> {
     /// This is the connection's last response.
@@ -36,15 +39,22 @@ pub fn write_client_head(
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(digits.format(head.status).as_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.reason.as_bytes());
+    // A reason phrase is decoration (RFC 9112 §4): an overlong one is replaced.
+    let reason = match head.reason.len() {
+        0..=MAX_REASON => head.reason,
+        _ => crate::http::encode::reason(head.status),
+    };
+    out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let chunked = head.framing == BodyFraming::Chunked;
     for h in head.headers {
         if is_hop_by_hop(h.name) || listed_in_connection(head.connection, h.name) {
             continue;
         }
-        // With chunked framing a Content-Length is wrong; forwarding both invites smuggling.
-        if (chunked || rw.drop_length) && h.name.eq_ignore_ascii_case("content-length") {
+        // With a transfer coding a Content-Length is wrong; forwarding both invites smuggling.
+        if (chunked || head.transfer_coded || rw.drop_length)
+            && h.name.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         if unchunk && h.name.eq_ignore_ascii_case("transfer-encoding") {

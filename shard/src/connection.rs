@@ -153,7 +153,9 @@ async fn next_request(shard: &Shard, conn: &mut Conn, first: bool) -> Next {
     loop {
         if conn.rpos < conn.rbuf.len() {
             if header_deadline.is_none() {
-                header_deadline = Some(Instant::now() + limits.header_timeout);
+                // A new connection's first head keeps the deadline it had from the start.
+                let from_now = Instant::now() + limits.header_timeout;
+                header_deadline = Some(first_deadline.map_or(from_now, |d| d.min(from_now)));
             }
             if let Some(next) = try_head(shard, conn) {
                 return next;
@@ -193,9 +195,7 @@ fn try_head(shard: &Shard, conn: &Conn) -> Option<Next> {
         Ok(None) => None,
         Err(RequestError::TooManyHeaders) => too_large(),
         Err(RequestError::Malformed(why)) => Some(Next::Refuse(GatewayError::BadRequest(why))),
-        Err(RequestError::UnsupportedEncoding) => Some(Next::Refuse(GatewayError::BadRequest(
-            "unsupported transfer-encoding",
-        ))),
+        Err(RequestError::UnsupportedEncoding) => Some(Next::Refuse(GatewayError::NotImplemented)),
         Err(RequestError::MethodNotAllowed) => Some(Next::Refuse(GatewayError::MethodNotAllowed)),
         Err(RequestError::MethodTooLong) => Some(Next::Refuse(GatewayError::NotImplemented)),
     }

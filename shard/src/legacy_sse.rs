@@ -108,11 +108,12 @@ pub async fn bridge(
         };
     let _ = bridge.set_nodelay(true);
     let mut body_left = BodyLeft::of_request(framing, limits.max_header_bytes);
-    let arrived = &conn.rbuf[conn.rpos..];
-    let Ok(n) = body_left.take(arrived) else {
+    let rpos = conn.rpos;
+    let arrived = &mut conn.rbuf[rpos..];
+    let Ok((n, send)) = body_left.take_forwarded(arrived, false) else {
         return BridgeEnd::Failed(GatewayError::BadRequest("malformed chunked body"));
     };
-    out.extend_from_slice(&arrived[..n]);
+    out.extend_from_slice(&arrived[..send]);
     conn.rpos += n;
     if let Err(e) = relay::write_all(&mut bridge, out).await {
         return gone(e);

@@ -337,6 +337,7 @@ impl Prepared {
             request_id: &self.request_id,
             jsonrpc: self.jsonrpc,
             cors_origin: self.cors_origin.as_deref(),
+            head_only: self.is_head,
         }
     }
 }
@@ -387,7 +388,7 @@ async fn proxy(
                 Ok(()) => {}
                 Err(BufferError::Gone) => return false,
                 Err(BufferError::Timeout) => {
-                    let err = GatewayError::HeaderTimeout;
+                    let err = GatewayError::BodyTimeout;
                     return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
                 }
             }
@@ -415,8 +416,9 @@ async fn proxy(
     // The part of the body that came with the head travels in the same write as the head.
     let line_limit = shard.config.server.limits.max_header_bytes;
     let mut body_left = BodyLeft::of_request(p.framing, line_limit);
-    let arrived = &conn.rbuf[conn.rpos..];
-    let Ok(n) = body_left.take(arrived) else {
+    let rpos = conn.rpos;
+    let arrived = &mut conn.rbuf[rpos..];
+    let Ok((n, send)) = body_left.take_forwarded(arrived, false) else {
         return respond_error(
             shard,
             conn,
@@ -427,7 +429,7 @@ async fn proxy(
         )
         .await;
     };
-    out.extend_from_slice(&arrived[..n]);
+    out.extend_from_slice(&arrived[..send]);
     conn.rpos += n;
     if body_left.chunked_bytes() > max_body {
         let err = GatewayError::BodyTooLarge { limit: max_body };

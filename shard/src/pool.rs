@@ -39,9 +39,30 @@ struct Slot {
     open: usize,
     cap: usize,
     waiters: VecDeque<Weak<Waiter>>,
+    /// The upstream sent bytes nobody asked for on an idle connection: until then, its
+    /// connections are not kept (bytes that come after a check would be the next client's
+    /// answer, and only an upstream that does it once is caught by the check).
+    no_reuse_until: Option<Instant>,
 }
 
+/// How long an upstream that sent stray bytes gets no connection reuse.
+const NO_REUSE_AFTER_STRAY: Duration = Duration::from_secs(60);
+
 impl Slot {
+    /// Stray bytes were seen on one of this upstream's idle connections.
+    fn stray(&mut self, now: Instant, upstream: usize) {
+        if self.no_reuse_until.is_none_or(|until| until <= now) {
+            tracing::warn!(
+                upstream,
+                "an upstream sent bytes nobody asked for on an idle connection; its connections are not reused for 60 s"
+            );
+        }
+        self.no_reuse_until = Some(now + NO_REUSE_AFTER_STRAY);
+        // Connections parked before this may hold more of the same.
+        self.open -= self.idle.len();
+        self.idle.clear();
+    }
+
     /// Hands `grant` to the oldest live waiter, or gives it back.
     fn hand_over(&mut self, grant: Grant) -> Option<Grant> {
         while let Some(weak) = self.waiters.pop_front() {
@@ -98,6 +119,7 @@ impl Pool {
                     open: 0,
                     cap: cap.max(1),
                     waiters: VecDeque::new(),
+                    no_reuse_until: None,
                 })
                 .collect(),
         }
@@ -110,9 +132,14 @@ impl Pool {
         while let Some((stream, since)) = slot.idle.pop() {
             // Looked at before the request is written: a connection the upstream closed
             // costs no retry, and one with stray bytes never answers the wrong client.
-            if now.duration_since(since) < self.idle_max && idle_state(&stream) == IdleState::Quiet
-            {
-                return Checkout::Reused(stream);
+            if now.duration_since(since) >= self.idle_max {
+                slot.open -= 1;
+                continue;
+            }
+            match idle_state(&stream) {
+                IdleState::Quiet => return Checkout::Reused(stream),
+                IdleState::Closed => {}
+                IdleState::Stray => slot.stray(now, upstream),
             }
             slot.open -= 1;
         }
@@ -135,8 +162,9 @@ impl Pool {
     pub fn reap(&mut self, now: Instant) -> Reaped {
         let mut reaped = Reaped::default();
         let idle_max = self.idle_max;
-        for slot in &mut self.slots {
+        for (upstream, slot) in self.slots.iter_mut().enumerate() {
             let before = slot.idle.len();
+            let mut stray = false;
             slot.idle.retain(|(stream, since)| {
                 if now.duration_since(*since) >= idle_max {
                     reaped.expired += 1;
@@ -150,11 +178,15 @@ impl Pool {
                     }
                     IdleState::Stray => {
                         reaped.stray_bytes += 1;
+                        stray = true;
                         false
                     }
                 }
             });
             slot.open -= before - slot.idle.len();
+            if stray {
+                slot.stray(now, upstream);
+            }
         }
         reaped
     }
@@ -170,6 +202,16 @@ impl Pool {
     }
 
     fn put_idle(&mut self, upstream: usize, stream: TcpStream, now: Instant) {
+        if self
+            .slots
+            .get(upstream)
+            .and_then(|s| s.no_reuse_until)
+            .is_some_and(|until| now < until)
+        {
+            drop(stream);
+            self.release(upstream);
+            return;
+        }
         if let Some(slot) = self.slots.get_mut(upstream) {
             if let Some(Grant::Stream(stream)) = slot.hand_over(Grant::Stream(stream)) {
                 slot.idle.push((stream, now));

@@ -27,12 +27,12 @@ pub enum BodyLeft {
 }
 
 impl BodyLeft {
-    /// What is left of a request body framed so; a chunked one's size lines and trailers
-    /// are each bounded by `line_limit` bytes.
+    /// What is left of a request body framed so; a chunked one's size lines are bounded by
+    /// `line_limit` bytes, and it may carry no trailers.
     pub fn of_request(framing: BodyFraming, line_limit: usize) -> BodyLeft {
         match framing {
             BodyFraming::Length(n) => BodyLeft::Bytes(n),
-            BodyFraming::Chunked => BodyLeft::Chunked(ChunkedTracker::with_line_limit(line_limit)),
+            BodyFraming::Chunked => BodyLeft::Chunked(ChunkedTracker::for_request(line_limit)),
             BodyFraming::Empty | BodyFraming::UntilClose => BodyLeft::Done,
         }
     }
@@ -65,6 +65,31 @@ impl BodyLeft {
         }
     }
 
+    /// Takes the body bytes in `bytes` and rewrites them in place into what is forwarded:
+    /// the payload alone when `unchunk` (a chunked body for an HTTP/1.0 peer), a request's
+    /// chunked body without its trailer fields, otherwise unchanged. Returns (body bytes
+    /// consumed, bytes to forward, at the front of `bytes`).
+    pub fn take_forwarded(
+        &mut self,
+        bytes: &mut [u8],
+        unchunk: bool,
+    ) -> Result<(usize, usize), RelayError> {
+        match self {
+            _ if unchunk => self.take_unchunked(bytes),
+            BodyLeft::Chunked(t) if t.strips_trailers() => {
+                let mut ranges = Vec::new();
+                let consumed = t
+                    .feed_kept(bytes, |r| ranges.push(r))
+                    .map_err(|_| RelayError::Framing)?;
+                Ok((consumed, compact(bytes, ranges)))
+            }
+            _ => {
+                let n = self.take(bytes)?;
+                Ok((n, n))
+            }
+        }
+    }
+
     /// Like [`take`](Self::take), but a chunked body's framing is removed in place: the
     /// payload is moved to the front of `bytes`. Returns (body bytes consumed, payload length).
     pub fn take_unchunked(&mut self, bytes: &mut [u8]) -> Result<(usize, usize), RelayError> {
@@ -76,13 +101,7 @@ impl BodyLeft {
         let consumed = t
             .feed_payload(bytes, |r| ranges.push(r))
             .map_err(|_| RelayError::Framing)?;
-        let mut len = 0;
-        for r in ranges {
-            let n = r.len();
-            bytes.copy_within(r, len);
-            len += n;
-        }
-        Ok((consumed, len))
+        Ok((consumed, compact(bytes, ranges)))
     }
 
     /// Like [`take`](Self::take), also showing `payload` each run of payload bytes (for a
@@ -112,6 +131,17 @@ impl BodyLeft {
             _ => 0,
         }
     }
+}
+
+/// Moves the `ranges` of `bytes` (in order, not overlapping) to its front; their total length.
+fn compact(bytes: &mut [u8], ranges: Vec<std::ops::Range<usize>>) -> usize {
+    let mut len = 0;
+    for r in ranges {
+        let n = r.len();
+        bytes.copy_within(r, len);
+        len += n;
+    }
+    len
 }
 
 #[derive(Debug)]
@@ -265,17 +295,18 @@ pub async fn relay(
             }
             return Err(RelayError::Read(io::ErrorKind::UnexpectedEof.into()));
         }
-        let (body, send) = if unchunk {
-            left.take_unchunked(&mut buf[..n])?
-        } else {
-            let body = left.take(&buf[..n])?;
-            (body, body)
-        };
+        let (body, send) = left.take_forwarded(&mut buf[..n], unchunk)?;
         if left.chunked_bytes() > max {
             return Err(RelayError::TooLarge);
         }
         copied += send as u64;
-        if let Some(leftover) = pass_on(to, buf, send, body, n, pace.write_idle).await? {
+        let writing = Instant::now();
+        let passed = pass_on(to, buf, send, body, n, pace.write_idle).await?;
+        if let Some(window) = &mut window {
+            // Time the receiver kept us waiting is not the sender's.
+            window.ends += writing.elapsed();
+        }
+        if let Some(leftover) = passed {
             return Ok(Relayed {
                 bytes: copied,
                 leftover,
@@ -301,16 +332,17 @@ pub(crate) async fn pass_on(
     write_idle: Option<Duration>,
 ) -> Result<Option<usize>, RelayError> {
     if send > 0 {
-        let out = std::mem::take(buf);
-        let write = to.write_all(out.slice(0..send));
+        let out = std::mem::take(buf).slice(0..send);
         let (res, out) = match write_idle {
-            Some(idle) => match monoio::time::timeout(idle, write).await {
-                Ok(done) => done,
-                Err(_) => return Err(RelayError::Write(io::ErrorKind::TimedOut.into())),
-            },
-            None => write.await,
+            Some(idle) => write_all_progressing(to, out, idle).await,
+            None => {
+                let (res, out) = to.write_all(out).await;
+                (res.map(|_| ()), Some(out))
+            }
         };
-        *buf = out.into_inner();
+        if let Some(out) = out {
+            *buf = out.into_inner();
+        }
         res.map_err(RelayError::Write)?;
     }
     if body < n {
@@ -354,8 +386,35 @@ pub async fn write_all_within(
     buf: &mut Vec<u8>,
     within: Duration,
 ) -> io::Result<()> {
-    match monoio::time::timeout(within, write_all(stream, buf)).await {
-        Ok(done) => done,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    let (res, owned) = write_all_progressing(stream, std::mem::take(buf), within).await;
+    if let Some(owned) = owned {
+        *buf = owned;
+    }
+    res
+}
+
+/// Writes all of `buf`, failing with `TimedOut` only when the peer takes none of it for
+/// `idle`: the wait restarts whenever the socket's send queue moved. (The kernel wakes a
+/// blocked writer only once about a third of its queue drained, so a single write can
+/// outlast `idle` for a slow but steady reader.) The buffer comes back unless timed out.
+pub async fn write_all_progressing<T: IoBuf>(
+    stream: &mut TcpStream,
+    buf: T,
+    idle: Duration,
+) -> (io::Result<()>, Option<T>) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    let mut queued = crate::socket::unsent_bytes(fd);
+    let mut write = std::pin::pin!(stream.write_all(buf));
+    loop {
+        match monoio::time::timeout(idle, &mut write).await {
+            Ok((res, buf)) => return (res.map(|_| ()), Some(buf)),
+            Err(_) => {
+                let now = crate::socket::unsent_bytes(fd);
+                if now.is_none() || now == queued {
+                    return (Err(io::ErrorKind::TimedOut.into()), None);
+                }
+                queued = now;
+            }
+        }
     }
 }

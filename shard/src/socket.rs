@@ -1,12 +1,12 @@
 //! Socket calls monoio does not expose, on a stream's raw descriptor: the crate's only
 //! `unsafe` code, each call audited.
 //!
-//! Owns: `TCP_QUICKACK` and the idle-connection probe. Must not: block (every call here is
+//! Owns: `TCP_QUICKACK`, the idle-connection probe and the send-queue size. Must not: block (every call here is
 //! non-blocking) or keep any state.
 #![allow(unsafe_code)]
 
 use monoio::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Acknowledges what was read from `stream` at once. An upstream that writes a response in
 /// pieces without `TCP_NODELAY` (Nagle) holds each small piece until the previous one is
@@ -60,4 +60,13 @@ pub fn idle_state(stream: &TcpStream) -> IdleState {
             _ => IdleState::Closed,
         },
     }
+}
+
+/// Bytes in a socket's send queue (written, not yet acknowledged by the peer), or `None`
+/// if the kernel will not say.
+pub fn unsent_bytes(fd: RawFd) -> Option<i32> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: a socket descriptor and a writable c_int, as `SIOCOUTQ` (= `TIOCOUTQ`) wants.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued as *mut libc::c_int) };
+    (rc == 0).then_some(queued)
 }

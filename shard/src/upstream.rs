@@ -38,8 +38,9 @@ pub struct Exchange<'a> {
     pub upstream: &'a Upstream,
     /// When the request started.
     pub started: Instant,
-    /// Connect and sending the head must happen before this; the response head is then
-    /// awaited for the upstream's `timeout` from when the request was sent.
+    /// Waiting for a pooled connection and connecting must end before this; sending the
+    /// head then has the upstream's `timeout`, and so has the response head, from when the
+    /// whole request was sent.
     pub deadline: Instant,
     /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110 §9.2.2): may be sent again after
     /// a pooled connection closed without answering.
@@ -238,12 +239,14 @@ impl Exchange<'_> {
         };
         let bytes_in = out.len() as u64;
         // Send the head (and the body part that came with it).
-        match monoio::time::timeout_at(self.deadline, relay::write_all(up, out)).await {
+        let timeout = self.upstream.timeout;
+        match monoio::time::timeout(timeout, relay::write_all(up, out)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Attempt::Unsent(e)),
             Err(_) => return Err(self.timeout()),
         }
-        let mut deadline = self.deadline;
+        // The upstream's time for the response starts once it has the whole request.
+        let mut deadline = Instant::now() + timeout;
         // Stream the rest of the request body; bytes after it stay in the read buffer.
         if !body_left.is_done() {
             conn.rbuf.clear();
@@ -265,8 +268,7 @@ impl Exchange<'_> {
             )
             .await
             {
-                // The upstream's time starts once it has the whole request.
-                Ok(_) => deadline = Instant::now() + self.upstream.timeout,
+                Ok(_) => deadline = Instant::now() + timeout,
                 Err(RelayError::Read(_)) => return Err(Attempt::Fatal(Failure::ClientGone)),
                 Err(RelayError::Timeout) | Err(RelayError::TooSlow) => {
                     return Err(Attempt::Fatal(Failure::BeforeResponse(

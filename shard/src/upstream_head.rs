@@ -57,6 +57,8 @@ pub fn write_upstream_head(
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("x-forwarded-for")
             || name.eq_ignore_ascii_case("x-request-id")
+            // Written below in one canonical form.
+            || name.eq_ignore_ascii_case("transfer-encoding")
             || (!peer.trusted && is_forwarding(name))
             || is_hop_by_hop(name)
             || listed_in_connection(head.connection, name)
@@ -68,6 +70,9 @@ pub fn write_upstream_head(
             continue;
         }
         encode::header(out, name, h.value);
+    }
+    if head.framing == crate::http::BodyFraming::Chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if let Some(session) = to.session {
         encode::header(out, "Mcp-Session-Id", session);

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// How often idle upstream connections are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// Accept backlog of each shard's listener.
 const BACKLOG: i32 = 4096;
 
@@ -118,7 +121,11 @@ async fn shard_main(spec: ShardSpec) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                if shard.open_connections.get() >= shard.max_connections {
+                let refuse = std::mem::take(&mut accept_errors.refuse_next);
+                if refuse {
+                    accept_errors.keep_reserve();
+                }
+                if refuse || shard.open_connections.get() >= shard.max_connections {
                     monoio::spawn(connection::refuse_over_capacity(
                         shard.clone(),
                         stream,
@@ -131,15 +138,11 @@ async fn shard_main(spec: ShardSpec) {
             Err(e) => {
                 accept_errors.failed(&shard, &e);
                 if is_out_of_descriptors(&e) {
-                    // The waiting client gets its 503 through the descriptor kept for this.
-                    if let Some(reserve) = accept_errors.reserve.take() {
-                        drop(reserve);
-                        let retry = listener.accept();
-                        if let Ok(Ok((stream, peer))) =
-                            monoio::time::timeout(Duration::from_millis(10), retry).await
-                        {
-                            connection::refuse_over_capacity(shard.clone(), stream, peer).await;
-                        }
+                    // The waiting client is accepted at once through the descriptor kept
+                    // for this, and gets its 503.
+                    if accept_errors.reserve.take().is_some() {
+                        accept_errors.refuse_next = true;
+                        continue;
                     }
                     accept_errors.keep_reserve();
                 }
@@ -159,6 +162,8 @@ struct AcceptErrors {
     last_logged: Option<std::time::Instant>,
     unlogged: u64,
     reserve: Option<std::fs::File>,
+    /// The spare descriptor was just given up: the next accepted client is refused.
+    refuse_next: bool,
 }
 
 impl AcceptErrors {
@@ -207,23 +212,29 @@ async fn drain(shard: &Shard) {
     }
 }
 
-/// Every tick: refresh the `Date` value, send the metric delta up, apply commands sent down.
+/// Every tick: refresh the `Date` value, send the metric delta up, apply commands sent
+/// down; about once a second, reap idle upstream connections (a look at each is a syscall).
 async fn tick_loop(
     shard: Rc<Shard>,
     reports: Sender<MetricsDelta>,
     commands: Receiver<ShardCommand>,
     tick: Duration,
 ) {
+    let mut last_reap = std::time::Instant::now();
     loop {
         monoio::time::sleep(tick).await;
         shard.refresh_date();
-        let reaped = shard.pool.borrow_mut().reap(std::time::Instant::now());
-        if reaped.stray_bytes > 0 {
-            tracing::info!(
-                shard = shard.id,
-                connections = reaped.stray_bytes,
-                "closed idle upstream connections that received bytes nobody asked for"
-            );
+        let now = std::time::Instant::now();
+        if now.duration_since(last_reap) >= REAP_EVERY {
+            last_reap = now;
+            let reaped = shard.pool.borrow_mut().reap(now);
+            if reaped.stray_bytes > 0 {
+                tracing::info!(
+                    shard = shard.id,
+                    connections = reaped.stray_bytes,
+                    "closed idle upstream connections that received bytes nobody asked for"
+                );
+            }
         }
         let delta = shard.metrics.borrow_mut().take_delta();
         if reports.try_send(delta).is_err() {

@@ -30,6 +30,9 @@ pub struct AdminRequest {
     pub peer_is_loopback: bool,
     /// The management port listens on a loopback address only.
     pub listener_is_loopback: bool,
+    /// `Host` names this machine and any `Origin` is a local page: not a web page that
+    /// rebound its own name to 127.0.0.1 (which would otherwise pass as loopback).
+    pub local_browser_context: bool,
 }
 
 /// Answers an `/admin/...` request: status and JSON body.
@@ -86,7 +89,16 @@ fn authorize(config: &GatewayConfig, req: &AdminRequest) -> Result<(), (u16, Vec
         }
         // A loopback peer of a port open to the network may be a same-host reverse proxy
         // relaying anyone: without a token, only a loopback-only port trusts loopback.
-        None if req.peer_is_loopback && req.listener_is_loopback => Ok(()),
+        None if req.peer_is_loopback
+            && req.listener_is_loopback
+            && req.local_browser_context =>
+        {
+            Ok(())
+        }
+        None if req.peer_is_loopback && req.listener_is_loopback => Err(error(
+            403,
+            "without sessions.adminToken the admin API answers requests naming localhost only (Host, Origin)",
+        )),
         None if req.peer_is_loopback => Err(error(
             403,
             "the management port is not loopback-only: the admin API needs sessions.adminToken / ADMIN_TOKEN",

@@ -241,7 +241,8 @@ fn upstream_health(state: &State, operator: bool) -> Value {
                 "lastCheck": h.last_check.map(iso8601),
                 "lastLatencyMs": h.last_latency_ms,
                 "consecutiveFailures": h.consecutive_failures,
-                "lastError": h.last_error,
+                // The probe's error names OS errors and addresses: for operators only.
+                "lastError": if operator { json!(h.last_error) } else { Value::Null },
                 "stateless": stateless,
             })
         })

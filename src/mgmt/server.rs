@@ -11,6 +11,7 @@ use super::admin::{self, AdminRequest};
 use super::{render, State};
 use mcp_gateway_shard::http::encode::{self, LocalResponse};
 use mcp_gateway_shard::http::request;
+use mcp_gateway_shard::mcp::headers::OriginPolicy;
 use mcp_gateway_shard::messages::ShardCommand;
 use mcp_gateway_shard::relay::{read_append, write_all};
 use mcp_gateway_shard::router::LocalPage;
@@ -70,6 +71,17 @@ pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>, shards: Sha
     }
 }
 
+/// Whether a request names this machine in `Host` and comes from no page but a local one
+/// (the DNS-rebinding check of loopback MCP listeners).
+fn local_browser_context(head: &request::RequestHead<'_, '_>) -> bool {
+    let local = OriginPolicy::LoopbackOnly;
+    let origin = head
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"));
+    origin.is_none_or(|o| local.allows(o.value)) && local.allows_host(|| head.host)
+}
+
 /// One 503 for a connection over the management port's cap, then close.
 async fn refuse(mut stream: TcpStream) {
     let body = encode::error_body(503, "the management port is at its connection limit", b"");
@@ -105,10 +117,12 @@ async fn connection(
     // answer): a slow client cannot hold the connection past it.
     let mut head_deadline: Option<monoio::time::Instant> = None;
     loop {
+        let mut head_only = false;
         let (status, content_type, body, close, consumed): (u16, &str, bytes::Bytes, bool, usize) = {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             match request::parse(&buf, &mut headers) {
                 Ok(Some(head)) if head.path().starts_with("/admin/") => {
+                    head_only = head.is_head();
                     let has_body =
                         !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);
                     let req = AdminRequest {
@@ -121,6 +135,7 @@ async fn connection(
                             .map(|h| String::from_utf8_lossy(h.value).into_owned()),
                         peer_is_loopback: peer.is_loopback,
                         listener_is_loopback: peer.listener_is_loopback,
+                        local_browser_context: local_browser_context(&head),
                     };
                     let close = !head.keep_alive || has_body;
                     let consumed = head.head_len;
@@ -129,6 +144,7 @@ async fn connection(
                     (status, "application/json", body.into(), close, consumed)
                 }
                 Ok(Some(head)) => {
+                    head_only = head.is_head();
                     let has_body =
                         !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);
                     let (status, ct, body) = answer(&state, head.method, head.path());
@@ -182,6 +198,9 @@ async fn connection(
                 extra: &["Cache-Control: no-store"],
             },
         );
+        if head_only {
+            out.truncate(out.len() - body.len());
+        }
         let write = write_all(&mut stream, &mut out);
         let written = monoio::time::timeout(head_timeout, write).await;
         head_deadline = None;

@@ -28,6 +28,8 @@ pub const DEFAULT_LINE_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Size,
+    /// Whitespace after the size: only more of it, `;` or the line end may follow.
+    SizeWs,
     Extension,
     SizeLf,
     Data,
@@ -59,6 +61,9 @@ pub struct ChunkedTracker {
     /// Bytes of the current size line, or of the trailer section so far.
     line: usize,
     line_limit: usize,
+    /// Trailer fields are left out of what [`feed_kept`](Self::feed_kept) keeps (request
+    /// bodies, so fields like `Authorization` cannot ride past the gateway's header rules).
+    strip_trailers: bool,
 }
 
 impl Default for ChunkedTracker {
@@ -83,7 +88,66 @@ impl ChunkedTracker {
             wire: 0,
             line: 0,
             line_limit: limit.max(16),
+            strip_trailers: false,
         }
+    }
+
+    /// A tracker for a request body: bounded as [`with_line_limit`](Self::with_line_limit),
+    /// and its trailer fields are dropped on the way (see [`feed_kept`](Self::feed_kept)).
+    pub fn for_request(limit: usize) -> Self {
+        Self {
+            strip_trailers: true,
+            ..Self::with_line_limit(limit)
+        }
+    }
+
+    /// Whether trailer fields are left out of what is forwarded.
+    pub fn strips_trailers(&self) -> bool {
+        self.strip_trailers
+    }
+
+    /// As [`feed`](Self::feed), also reporting (in order) the ranges of `bytes` to forward:
+    /// all of them, less the trailer fields when this tracker strips them (the last chunk's
+    /// line and the final CRLF stay, so what is forwarded is a complete chunked body).
+    pub fn feed_kept(
+        &mut self,
+        bytes: &[u8],
+        mut keep: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, ChunkError> {
+        let mut run: Option<usize> = None;
+        let mut i = 0;
+        while i < bytes.len() && self.state != State::Done {
+            if self.state == State::Data {
+                let take =
+                    (bytes.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                run.get_or_insert(i);
+                i += take;
+                self.remaining -= take as u64;
+                self.payload += take as u64;
+                if self.remaining == 0 {
+                    self.state = State::DataCr;
+                }
+                continue;
+            }
+            let trailer_field = matches!(
+                self.state,
+                State::TrailerName | State::TrailerValue | State::TrailerLf
+            ) || (self.state == State::TrailerStart && bytes[i] != b'\r');
+            self.step(bytes[i])?;
+            if trailer_field && self.strip_trailers {
+                if let Some(start) = run.take() {
+                    keep(start..i);
+                }
+            } else {
+                run.get_or_insert(i);
+            }
+            i += 1;
+        }
+        if let Some(start) = run {
+            keep(start..i);
+        }
+        self.wire += i as u64;
+        Ok(i)
     }
 
     /// True once the terminating zero chunk and trailers have been seen.
@@ -147,6 +211,7 @@ impl ChunkedTracker {
         if matches!(
             self.state,
             State::Size
+                | State::SizeWs
                 | State::Extension
                 | State::TrailerName
                 | State::TrailerValue
@@ -168,8 +233,15 @@ impl ChunkedTracker {
                     self.digits += 1;
                     State::Size
                 }
-                b';' | b' ' | b'\t' if self.digits > 0 => State::Extension,
+                b';' if self.digits > 0 => State::Extension,
+                b' ' | b'\t' if self.digits > 0 => State::SizeWs,
                 b'\r' if self.digits > 0 => State::SizeLf,
+                _ => return Err(ChunkError::BadSize),
+            },
+            State::SizeWs => match b {
+                b' ' | b'\t' => State::SizeWs,
+                b';' => State::Extension,
+                b'\r' => State::SizeLf,
                 _ => return Err(ChunkError::BadSize),
             },
             State::Extension => match b {
@@ -321,6 +393,31 @@ mod tests {
         assert_eq!(
             ChunkedTracker::new().feed(b"0\r\nbad trailer\r\n\r\n"),
             Err(ChunkError::BadTrailer)
+        );
+        // A request's trailers are dropped; a size line has only whitespace before `;`.
+        let body = b"1\r\nx\r\n0\r\nAuthorization: x\r\nX-T: 2\r\n\r\nNEXT";
+        let mut kept = Vec::new();
+        let mut t = ChunkedTracker::for_request(100);
+        let n = t
+            .feed_kept(body, |r| kept.extend_from_slice(&body[r]))
+            .unwrap();
+        assert_eq!(&body[n..], b"NEXT");
+        assert_eq!(kept, b"1\r\nx\r\n0\r\n\r\n");
+        // Byte by byte, the same.
+        let mut kept = Vec::new();
+        let mut t = ChunkedTracker::for_request(100);
+        for i in 0..n {
+            t.feed_kept(&body[i..=i], |r| kept.extend_from_slice(&body[i..=i][r]))
+                .unwrap();
+        }
+        assert_eq!(kept, b"1\r\nx\r\n0\r\n\r\n");
+        assert_eq!(
+            ChunkedTracker::for_request(100).feed(b"1 ;a\r\nx\r\n0\r\n\r\n"),
+            Ok(14)
+        );
+        assert_eq!(
+            ChunkedTracker::new().feed(b"5 x\r\nhello\r\n"),
+            Err(ChunkError::BadSize)
         );
     }
 }

@@ -87,6 +87,8 @@ pub fn parse<'h, 'b>(
         return Err(RequestError::Malformed(
             "request target must be an absolute path",
         ));
+    } else if target.contains(['#', '\\']) {
+        return Err(RequestError::Malformed("`#` or `\\` in the request target"));
     } else if has_dot_segment(target) {
         return Err(RequestError::Malformed(
             "dot segments (`.` or `..`) in the request path",
@@ -120,22 +122,14 @@ pub fn parse<'h, 'b>(
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .map(super::trim_ascii)
-                .unwrap_or(b"");
-            // Chunked must be the final coding, and applied once (RFC 9112 §6.1).
-            if chunked || !last.eq_ignore_ascii_case(b"chunked") {
-                return Err(RequestError::UnsupportedEncoding);
+            // Only `chunked`, alone and once, is read (and sent on as such): any other coding
+            // could be framed differently by the next hop (RFC 9112 §6.1: 501).
+            if chunked {
+                return Err(RequestError::Malformed(
+                    "duplicate transfer-encoding header",
+                ));
             }
-            let codings = h.value.split(|b| *b == b',').map(super::trim_ascii);
-            if codings
-                .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
-                .count()
-                > 1
-            {
+            if !super::trim_ascii(h.value).eq_ignore_ascii_case(b"chunked") {
                 return Err(RequestError::UnsupportedEncoding);
             }
             chunked = true;
@@ -180,43 +174,64 @@ pub fn parse<'h, 'b>(
                 "both content-length and transfer-encoding",
             ))
         }
-        (true, None) => {
-            // An HTTP/1.0 message with a transfer coding: its framing is suspect, so the
-            // connection closes after the answer (RFC 9112 §6.1).
-            if minor_version == 0 {
-                head.keep_alive = false;
-            }
-            BodyFraming::Chunked
+        // HTTP/1.0 has no transfer codings: the framing is faulty (RFC 9112 §6.1), and
+        // sending it on would ask the upstream to read it anyway.
+        (true, None) if minor_version == 0 => {
+            return Err(RequestError::Malformed(
+                "transfer-encoding in an HTTP/1.0 request",
+            ))
         }
+        (true, None) => BodyFraming::Chunked,
         (false, Some(0)) | (false, None) => BodyFraming::Empty,
         (false, Some(n)) => BodyFraming::Length(n),
     };
     Ok(Some(head))
 }
 
-/// Whether the path (before any query) has a `.` or `..` segment, plain or percent-encoded
-/// (`%2e`). Upstreams would resolve them and reach paths the route never named.
+/// Whether the path (before any query) has a `.` or `..` segment, as any upstream might
+/// read it: dots plain or percent-encoded (`%2e`), segments ended by `/` or an encoded
+/// `%2f`/`%5c`, and a `;parameter` after the dots (`..;`, which Java servers resolve).
+/// Upstreams would resolve them and reach paths the route never named.
 fn has_dot_segment(target: &str) -> bool {
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    path.split('/').any(|segment| {
-        let mut dots = 0;
-        let mut rest = segment.as_bytes();
-        while !rest.is_empty() {
-            if rest[0] == b'.' {
-                rest = &rest[1..];
-            } else if rest.len() >= 3
-                && rest[0] == b'%'
-                && rest[1] == b'2'
-                && (rest[2] | 0x20) == b'e'
-            {
-                rest = &rest[3..];
-            } else {
+    let path = target.split('?').next().unwrap_or(target).as_bytes();
+    let encoded = |i: usize, hex: &[u8; 2]| {
+        path.get(i) == Some(&b'%')
+            && path.get(i + 1) == Some(&hex[0])
+            && path.get(i + 2).map(|b| b | 0x20) == Some(hex[1])
+    };
+    let (mut dots, mut only_dots, mut in_params) = (0u8, true, false);
+    let mut i = 0;
+    loop {
+        let separator = match path.get(i) {
+            None | Some(b'/') => 1,
+            _ if encoded(i, b"2f") || encoded(i, b"5c") => 3,
+            _ => 0,
+        };
+        if separator > 0 {
+            if only_dots && (dots == 1 || dots == 2) {
+                return true;
+            }
+            if i >= path.len() {
                 return false;
             }
-            dots += 1;
+            (dots, only_dots, in_params) = (0, true, false);
+            i += separator;
+        } else if in_params {
+            i += 1;
+        } else if path[i] == b'.' {
+            dots = dots.saturating_add(1);
+            i += 1;
+        } else if encoded(i, b"2e") {
+            dots = dots.saturating_add(1);
+            i += 3;
+        } else if path[i] == b';' {
+            in_params = true;
+            i += 1;
+        } else {
+            only_dots = false;
+            i += 1;
         }
-        dots == 1 || dots == 2
-    })
+    }
 }
 
 #[cfg(test)]
@@ -248,12 +263,25 @@ mod tests {
             "/a/%2e%2E/b",
             "/a/..",
             "/.%2e?q",
+            "/a/..;/b",
+            "/a/..%2fb",
+            "/a/..%5C/b",
+            "/a/x#/../b",
+            "/a\\..\\b",
         ] {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
             let mut h = [httparse::EMPTY_HEADER; 8];
             assert!(parse(raw.as_bytes(), &mut h).is_err(), "{target}");
         }
-        for target in ["/a/...", "/a/.b", "/a/b.", "/x?a=../b", "/"] {
+        for target in [
+            "/a/...",
+            "/a/.b",
+            "/a/b.",
+            "/x?a=../b",
+            "/",
+            "/a;b/c",
+            "/%2e%2e%2e/x",
+        ] {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
             let mut h = [httparse::EMPTY_HEADER; 8];
             assert!(parse(raw.as_bytes(), &mut h).unwrap().is_some(), "{target}");
@@ -291,8 +319,25 @@ mod tests {
         let raw =
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n";
         let mut h = [httparse::EMPTY_HEADER; 8];
-        let head = parse(raw, &mut h).unwrap().unwrap();
-        assert!(!head.keep_alive && head.framing == BodyFraming::Chunked);
+        assert!(parse(raw, &mut h).is_err());
+        for te in [
+            "gzip, chunked",
+            "identity, chunked",
+            ",chunked",
+            "chunked, gzip",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n");
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            assert_eq!(
+                parse(raw.as_bytes(), &mut h).unwrap_err(),
+                RequestError::UnsupportedEncoding,
+                "{te}"
+            );
+        }
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let framing = parse(raw, &mut h).unwrap().unwrap().framing;
+        assert_eq!(framing, BodyFraming::Chunked);
     }
 
     #[test]

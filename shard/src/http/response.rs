@@ -1,7 +1,10 @@
 //! Parsing an upstream's response head and deciding its framing.
 //!
-//! Owns: the response-side HTTP/1.1 framing rules (HEAD/1xx/204/304 carry no body; chunked
-//! wins over Content-Length; otherwise read until close). Must not: copy header bytes.
+//! Owns: the response-side HTTP/1.1 framing rules (HEAD/1xx/204/304 carry no body; a
+//! transfer coding wins over Content-Length: chunked last is chunked, any other is read until
+//! close; otherwise the length, or until close). Framing that a next hop could read another
+//! way (a transfer coding with a length, over HTTP/1.0, on a bodiless answer) ends keep-alive.
+//! Must not: copy header bytes.
 
 use super::{has_token, parse_content_length, BodyFraming};
 use thiserror::Error;
@@ -26,6 +29,8 @@ pub struct ResponseHead<'h, 'b> {
     pub connection: Option<&'b [u8]>,
     /// `Content-Type: text/event-stream`: relay event by event, no read timeout.
     pub event_stream: bool,
+    /// A `Transfer-Encoding` header was sent (its `Content-Length`, if any, is not passed on).
+    pub transfer_coded: bool,
 }
 
 /// Parses a response head; `request_was_head` removes the body. `Ok(None)`: read more.
@@ -42,11 +47,15 @@ pub fn parse<'h, 'b>(
         Err(_) => return Err(ResponseError::Malformed),
     };
     let status = resp.code.unwrap_or(0);
+    if !(100..=599).contains(&status) {
+        return Err(ResponseError::Malformed);
+    }
     let minor_version = resp.version.unwrap_or(1);
     let reason = resp.reason.unwrap_or("");
     let headers: &'h [httparse::Header<'b>] = resp.headers;
     let mut content_length = None;
     let mut chunked = false;
+    let mut transfer_coded = false;
     let mut keep_alive = minor_version == 1;
     let mut connection = None;
     let mut event_stream = false;
@@ -58,6 +67,8 @@ pub fn parse<'h, 'b>(
             }
             content_length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Several fields are one list: the last coding of the last field is the final one.
+            transfer_coded = true;
             chunked = h
                 .value
                 .rsplit(|b| *b == b',')
@@ -76,19 +87,25 @@ pub fn parse<'h, 'b>(
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"text/event-stream"));
         }
     }
-    let framing =
-        if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
-            BodyFraming::Empty
-        } else if chunked {
-            BodyFraming::Chunked
-        } else {
-            match content_length {
-                Some(0) => BodyFraming::Empty,
-                Some(n) => BodyFraming::Length(n),
-                None => BodyFraming::UntilClose,
-            }
-        };
-    if framing == BodyFraming::UntilClose {
+    let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = if request_was_head || bodiless {
+        BodyFraming::Empty
+    } else if chunked {
+        BodyFraming::Chunked
+    } else if transfer_coded {
+        // A coding other than chunked last: only the close ends the body (RFC 9112 §6.3).
+        BodyFraming::UntilClose
+    } else {
+        match content_length {
+            Some(0) => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilClose,
+        }
+    };
+    // Framing someone could read differently: the connection is not used again.
+    let ambiguous = (transfer_coded && (content_length.is_some() || minor_version == 0))
+        || (bodiless && (transfer_coded || content_length.is_some_and(|n| n > 0) && status != 304));
+    if framing == BodyFraming::UntilClose || ambiguous {
         keep_alive = false;
     }
     Ok(Some(ResponseHead {
@@ -101,6 +118,7 @@ pub fn parse<'h, 'b>(
         keep_alive,
         connection,
         event_stream,
+        transfer_coded,
     }))
 }
 
@@ -144,5 +162,37 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.framing, BodyFraming::Empty);
+    }
+
+    #[test]
+    fn ambiguous_framing_ends_keep_alive() {
+        let parse_one = |raw: &[u8]| {
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            parse(raw, &mut h, false)
+                .map(|r| r.map(|r| (r.framing, r.keep_alive, r.transfer_coded)))
+        };
+        let r =
+            parse_one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(r, Ok(Some((BodyFraming::UntilClose, false, true))));
+        let r = parse_one(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+        );
+        assert_eq!(r, Ok(Some((BodyFraming::UntilClose, false, true))));
+        let r = parse_one(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert_eq!(r, Ok(Some((BodyFraming::Chunked, false, true))));
+        let r = parse_one(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(r, Ok(Some((BodyFraming::Chunked, false, true))));
+        let r = parse_one(b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(r, Ok(Some((BodyFraming::Empty, false, false))));
+        let r = parse_one(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(r, Ok(Some((BodyFraming::Empty, true, false))));
+        let r = parse_one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r, Ok(Some((BodyFraming::Chunked, true, true))));
+        assert!(parse_one(b"HTTP/1.1 000 X\r\n\r\n").is_err());
+        assert!(parse_one(b"HTTP/1.1 999 X\r\n\r\n").is_err());
     }
 }

@@ -46,7 +46,7 @@ pub async fn check(
     let deadline = monoio::time::Instant::now() + wait;
     match conn.buffer_body(len, deadline).await {
         Ok(()) => {}
-        Err(BufferError::Timeout) => return Err(Refusal::Unread(GatewayError::HeaderTimeout)),
+        Err(BufferError::Timeout) => return Err(Refusal::Unread(GatewayError::BodyTimeout)),
         Err(BufferError::Gone) => return Err(Refusal::Gone),
     }
     let body = &conn.rbuf[conn.rpos..conn.rpos + len];
