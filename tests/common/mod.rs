@@ -1413,3 +1413,55 @@ pub fn chunked_message_ends(m: &[u8]) -> bool {
     let body = &m[head_end + 4..];
     body.len() >= 5 && (body.starts_with(b"0\r\n") || body.windows(5).any(|w| w == b"\r\n0\r\n"))
 }
+
+impl ByteCounter {
+    /// Everything received so far (the first 64 KiB, all connections), lossily as text.
+    pub fn seen_all(&self) -> String {
+        let s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&s).into_owned()
+    }
+}
+
+/// A blocking IPv4 connection whose `SO_RCVBUF` is set to `rcvbuf` bytes before `connect`
+/// (so the window it announces stays small), for clients that read slowly on purpose.
+pub fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let SocketAddr::V4(v4) = addr else {
+        panic!("connect_with_rcvbuf: IPv4 only, got {addr}")
+    };
+    // SAFETY: socket(2) takes no pointers; the descriptor it returns is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let size = libc::c_int::try_from(rcvbuf).expect("rcvbuf fits a c_int");
+    // SAFETY: the option value is a live c_int on the stack and its length is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the address is a live sockaddr_in on the stack and its length is passed.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "connect to {addr}: {}", io::Error::last_os_error());
+    TcpStream::from(fd)
+}

@@ -1,10 +1,11 @@
 //! Parsing an upstream's response head and deciding its framing.
 //!
 //! Owns: the response-side HTTP/1.1 framing rules (HEAD/1xx/204/304 carry no body; a
-//! transfer coding wins over Content-Length: chunked last is chunked, any other is read until
-//! close; otherwise the length, or until close). Framing that a next hop could read another
-//! way (a transfer coding with a length, over HTTP/1.0, on a bodiless answer) ends keep-alive.
-//! Must not: copy header bytes.
+//! transfer coding wins over Content-Length and must end in chunked, in one field: any other
+//! coding is refused, as nginx does, since the gateway could only pass it on read until
+//! close under a header that lists codings it did not apply; otherwise the length, or until
+//! close). Framing that a next hop could read another way (a transfer coding with a length,
+//! over HTTP/1.0, on a bodiless answer) ends keep-alive. Must not: copy header bytes.
 
 use super::{has_token, parse_content_length, BodyFraming};
 use thiserror::Error;
@@ -67,13 +68,12 @@ pub fn parse<'h, 'b>(
             }
             content_length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Several fields are one list: the last coding of the last field is the final one.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            if transfer_coded || !super::trim_ascii(last).eq_ignore_ascii_case(b"chunked") {
+                return Err(ResponseError::Malformed);
+            }
             transfer_coded = true;
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| super::trim_ascii(last).eq_ignore_ascii_case(b"chunked"));
+            chunked = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
             connection = Some(h.value);
             if has_token(h.value, "close") {
@@ -92,9 +92,6 @@ pub fn parse<'h, 'b>(
         BodyFraming::Empty
     } else if chunked {
         BodyFraming::Chunked
-    } else if transfer_coded {
-        // A coding other than chunked last: only the close ends the body (RFC 9112 §6.3).
-        BodyFraming::UntilClose
     } else {
         match content_length {
             Some(0) => BodyFraming::Empty,
@@ -173,11 +170,13 @@ mod tests {
         };
         let r =
             parse_one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!(r, Ok(Some((BodyFraming::UntilClose, false, true))));
+        assert_eq!(r, Err(ResponseError::Malformed));
         let r = parse_one(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
         );
-        assert_eq!(r, Ok(Some((BodyFraming::UntilClose, false, true))));
+        assert_eq!(r, Err(ResponseError::Malformed));
+        let r = parse_one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(r, Ok(Some((BodyFraming::Chunked, true, true))));
         let r = parse_one(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
         );
