@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod convert;
+mod duplicates;
 mod env;
 mod error;
 mod jsonc;
@@ -36,6 +37,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, LoadError};
 pub use runtime::*;
+pub use validate::ALGORITHMS;
 
 /// The commented default config written by `load_or_create` when the file is missing.
 pub const DEFAULT_CONFIG_TEXT: &str = include_str!("default_config.jsonc");
@@ -124,13 +126,14 @@ fn parse_named(
         column: err.column,
         message: err.message,
     })?;
-    let mut value: serde_json::Value =
-        serde_json::from_str(&json).map_err(|err| LoadError::Parse {
-            path: source.to_string(),
-            line: err.line(),
-            column: err.column(),
-            message: serde_message(&err),
-        })?;
+    let parse_error = |err: serde_json::Error| LoadError::Parse {
+        path: source.to_string(),
+        line: err.line(),
+        column: err.column(),
+        message: serde_message(&err),
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&json).map_err(parse_error)?;
+    duplicates::check(&json).map_err(parse_error)?;
 
     let (applied, mut errors) = env::apply(&mut value, env);
     let schema_errors = schema::check(&mut value);

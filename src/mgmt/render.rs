@@ -118,7 +118,7 @@ fn info(state: &State, operator: bool) -> Value {
             "cpus": state.cpus,
         },
         "upstreams": c.upstreams.len(),
-        "loadBalancer": {"algorithm": format!("{:?}", c.load_balancer.algorithm)},
+        "loadBalancer": {"algorithm": algorithm_name(c.load_balancer.algorithm)},
         "healthCheck": {
             "enabled": c.health_check.enabled,
             "intervalMs": c.health_check.interval.as_millis() as u64,
@@ -139,6 +139,14 @@ fn info(state: &State, operator: bool) -> Value {
         });
     }
     info
+}
+
+/// `loadBalancer.algorithm` as the config spells it.
+fn algorithm_name(algorithm: mcp_gateway_config::Algorithm) -> &'static str {
+    mcp_gateway_config::ALGORITHMS
+        .iter()
+        .find(|(_, a)| *a == algorithm)
+        .map_or("round-robin", |(name, _)| name)
 }
 
 fn latency_json(state: &State) -> Value {

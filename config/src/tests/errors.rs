@@ -362,3 +362,19 @@ fn edge_limits_and_exposure_keys() {
     assert!(!proxies[1].contains("127.0.0.1".parse().unwrap()));
     assert!(config.monitoring.management_host.is_unspecified());
 }
+
+#[test]
+fn group_named_like_a_server_is_refused() {
+    let text = r#"{"upstream": {"servers": [
+      {"id": "search", "url": "http://127.0.0.1:3001"},
+      {"id": "s2", "url": "http://127.0.0.1:3002", "group": "search"}
+    ]}}"#;
+    let found = errors(parse(text));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with(
+            "upstream.servers[1].group: group `search` has the id of upstream.servers[0]"
+        ),
+        "{found:#?}"
+    );
+}

@@ -68,6 +68,18 @@ pub(super) fn check(
             endpoint
         }));
     }
+    // `/mcp/{name}` names a server or a group: one name cannot be both.
+    for (index, server) in servers.iter().enumerate() {
+        if let Some(group) = server.group.as_deref() {
+            if let Some(other) = first_use.get(group) {
+                let path = format!("upstream.servers[{index}].group");
+                let message = format!(
+                    "group `{group}` has the id of upstream.servers[{other}]: /mcp/{group} would reach that server, never the group"
+                );
+                errors.push(ConfigError::new(path, message));
+            }
+        }
+    }
     endpoints
 }
 
