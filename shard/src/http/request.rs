@@ -71,8 +71,15 @@ pub fn parse<'h, 'b>(
         Err(_) => return Err(RequestError::Malformed("bad request line or header")),
     };
     let method = req.method.unwrap_or("");
-    let target = req.path.unwrap_or("");
     let minor_version = req.version.unwrap_or(1);
+    // The absolute form (`http://host/path`) must be accepted (RFC 9112 §3.2.2): its path is
+    // the target and its authority replaces `Host`.
+    let (target, target_authority) = split_absolute_form(req.path.unwrap_or(""))?;
+    if !target.is_ascii() {
+        return Err(RequestError::Malformed(
+            "request target must be ASCII (percent-encode other bytes)",
+        ));
+    }
     if method.len() > MAX_METHOD {
         return Err(RequestError::MethodTooLong);
     }
@@ -168,6 +175,9 @@ pub fn parse<'h, 'b>(
     if minor_version == 1 && head.host.is_none() {
         return Err(RequestError::Malformed("missing host header"));
     }
+    if let Some(authority) = target_authority {
+        head.host = Some(authority.as_bytes());
+    }
     head.framing = match (chunked, content_length) {
         (true, Some(_)) => {
             return Err(RequestError::Malformed(
@@ -186,6 +196,37 @@ pub fn parse<'h, 'b>(
         (false, Some(n)) => BodyFraming::Length(n),
     };
     Ok(Some(head))
+}
+
+/// Splits an absolute-form target into (path and query, authority); other forms pass as
+/// they are.
+fn split_absolute_form(target: &str) -> Result<(&str, Option<&str>), RequestError> {
+    let scheme_len = ["http://", "https://"]
+        .iter()
+        .find(|s| {
+            target
+                .get(..s.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(s))
+        })
+        .map(|s| s.len());
+    let Some(scheme_len) = scheme_len else {
+        return Ok((target, None));
+    };
+    let rest = &target[scheme_len..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(RequestError::Malformed(
+            "bad authority in an absolute-form target",
+        ));
+    }
+    match path {
+        "" => Ok(("/", Some(authority))),
+        p if p.starts_with('/') => Ok((p, Some(authority))),
+        _ => Err(RequestError::Malformed(
+            "absolute-form target without a path",
+        )),
+    }
 }
 
 /// Whether the path (before any query) has a `.` or `..` segment, as any upstream might
@@ -302,6 +343,31 @@ mod tests {
         assert!(parse(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", &mut h).is_err());
         let mut h = [httparse::EMPTY_HEADER; 8];
         assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", &mut h).is_ok());
+    }
+
+    #[test]
+    fn absolute_form_and_non_ascii_targets() {
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let raw = b"GET http://gw.example:8080/mcp/a?x=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+        let head = parse(raw, &mut h).unwrap().unwrap();
+        assert_eq!(head.target, "/mcp/a?x=1");
+        assert_eq!(head.host, Some(&b"gw.example:8080"[..]));
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let raw = b"GET HTTP://gw HTTP/1.1\r\nHost: gw\r\n\r\n";
+        assert_eq!(parse(raw, &mut h).unwrap().unwrap().target, "/");
+        for raw in [
+            &b"GET http://user@gw/ HTTP/1.1\r\nHost: gw\r\n\r\n"[..],
+            b"GET http:///x HTTP/1.1\r\nHost: gw\r\n\r\n",
+            b"GET http://gw/a/../b HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\nHost: gw\r\n\r\n".as_bytes(),
+        ] {
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            assert!(
+                parse(raw, &mut h).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]
