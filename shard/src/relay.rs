@@ -393,27 +393,32 @@ pub async fn write_all_within(
     res
 }
 
-/// Writes all of `buf`, failing with `TimedOut` only when the peer takes none of it for
-/// `idle`: the wait restarts whenever the socket's send queue moved. (The kernel wakes a
-/// blocked writer only once about a third of its queue drained, so a single write can
-/// outlast `idle` for a slow but steady reader.) The buffer comes back unless timed out.
+/// Writes all of `buf`, failing with `TimedOut` once the peer has taken none of it for
+/// about `idle`. (The kernel wakes a blocked writer only once about a third of its queue
+/// drained, so a single write can outlast `idle` for a slow but steady reader.) A write that
+/// outlasts `idle` is not cut at once: the socket's send queue is looked at then and again a
+/// quarter of `idle` later, and the wait goes on while it moves; so a peer that reads
+/// nothing is cut after 1.25 x `idle`, and a write that ends in time costs no extra syscall.
+/// The buffer comes back unless timed out.
 pub async fn write_all_progressing<T: IoBuf>(
     stream: &mut TcpStream,
     buf: T,
     idle: Duration,
 ) -> (io::Result<()>, Option<T>) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
-    let mut queued = crate::socket::unsent_bytes(fd);
     let mut write = std::pin::pin!(stream.write_all(buf));
+    let mut wait = idle;
+    let mut queued = None;
     loop {
-        match monoio::time::timeout(idle, &mut write).await {
+        match monoio::time::timeout(wait, &mut write).await {
             Ok((res, buf)) => return (res.map(|_| ()), Some(buf)),
             Err(_) => {
                 let now = crate::socket::unsent_bytes(fd);
-                if now.is_none() || now == queued {
+                if now.is_none() || (queued.is_some() && now == queued) {
                     return (Err(io::ErrorKind::TimedOut.into()), None);
                 }
                 queued = now;
+                wait = idle / 4;
             }
         }
     }
