@@ -8,7 +8,8 @@ use crate::connection::Conn;
 use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::mcp;
-use crate::pipeline::{Prepared, RequestId};
+use crate::pipeline::Prepared;
+use crate::request_id::RequestId;
 
 use crate::router::LocalPage;
 use crate::state::Shard;

@@ -7,7 +7,7 @@
 use crate::http::encode;
 use crate::http::request::RequestHead;
 use crate::http::{is_hop_by_hop, listed_in_connection};
-use crate::pipeline::RequestId;
+use crate::request_id::RequestId;
 use crate::router;
 use mcp_gateway_config::Upstream;
 
