@@ -113,7 +113,6 @@ pub async fn respond_preflight(
     out: &mut Vec<u8>,
     body_skipped: bool,
 ) -> bool {
-    let keep_open = p.keep_alive && body_skipped;
     let mut lines = cors_lines(origin);
     lines.extend([
         format!(
@@ -127,28 +126,7 @@ pub async fn respond_preflight(
         "Access-Control-Max-Age: 86400".to_string(),
     ]);
     let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
-    out.clear();
-    let date = shard.date.borrow().clone();
-    encode::local_response(
-        out,
-        date.as_bytes(),
-        &LocalResponse {
-            status: 204,
-            content_type: "text/plain",
-            body: b"",
-            close: !keep_open,
-            request_id: p.request_id.as_bytes(),
-            extra: &extra,
-        },
-    );
-    let written = out.len() as u64;
-    let ok = conn.send(out).await.is_ok();
-    let latency = p.started.elapsed().as_micros() as u64;
-    shard
-        .metrics
-        .borrow_mut()
-        .response(204, latency, p.head_len as u64, written);
-    ok && keep_open
+    respond_no_content(shard, conn, p, &extra, out, body_skipped).await
 }
 
 /// Answers `OPTIONS *` (a question about the gateway, not about any upstream's resource).
@@ -156,6 +134,19 @@ pub async fn respond_options(
     shard: &Shard,
     conn: &mut Conn,
     p: &Prepared,
+    out: &mut Vec<u8>,
+    body_skipped: bool,
+) -> bool {
+    let allow = ["Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"];
+    respond_no_content(shard, conn, p, &allow, out, body_skipped).await
+}
+
+/// A 204 with the `extra` header lines; returns whether the connection stays open.
+async fn respond_no_content(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &Prepared,
+    extra: &[&str],
     out: &mut Vec<u8>,
     body_skipped: bool,
 ) -> bool {
@@ -171,7 +162,7 @@ pub async fn respond_options(
             body: b"",
             close: !keep_open,
             request_id: p.request_id.as_bytes(),
-            extra: &["Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"],
+            extra,
         },
     );
     let written = out.len() as u64;

@@ -263,6 +263,12 @@ impl Gateway {
 
     /// Runs the binary with `args` in `dir` and waits for its listening lines.
     pub fn spawn(args: &[&str], dir: TempDir, env: &[(&str, &str)], remove: &[&str]) -> Gateway {
+        let cmd = Gateway::command(args, &dir, env, remove);
+        Gateway::launch(cmd, dir)
+    }
+
+    /// The gateway's command line, environment cleaned of config overrides but `env`.
+    fn command(args: &[&str], dir: &TempDir, env: &[(&str, &str)], remove: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(dir.path())
@@ -273,6 +279,11 @@ impl Gateway {
             cmd.env_remove(var);
         }
         cmd.env("NO_COLOR", "1").envs(env.iter().copied());
+        cmd
+    }
+
+    /// Starts `cmd` and waits for its listening lines.
+    fn launch(mut cmd: Command, dir: TempDir) -> Gateway {
         let mut child = cmd.spawn().expect("spawn mcp-gateway");
         let stdout = LineReader::new(child.stdout.take().expect("stdout"));
         let logs = LogTail::drain(child.stderr.take().expect("stderr"));
@@ -1284,17 +1295,8 @@ impl Gateway {
             "gateway.json",
             &serde_json::to_string_pretty(config).expect("config json"),
         );
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for var in CONFIG_ENV {
-            cmd.env_remove(var);
-        }
-        cmd.env("NO_COLOR", "1");
+        let path = path.to_string_lossy().into_owned();
+        let mut cmd = Gateway::command(&["--config", &path], &dir, &[], &[]);
         let lim = libc::rlimit {
             rlim_cur: limit as libc::rlim_t,
             rlim_max: limit as libc::rlim_t,
@@ -1310,32 +1312,7 @@ impl Gateway {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().expect("spawn mcp-gateway");
-        let mut stdout = LineReader::new(child.stdout.take().expect("stdout"));
-        let logs = LogTail::drain(child.stderr.take().expect("stderr"));
-        let mut child = KillOnDrop(child);
-        let Some(banner) = stdout.wait_for("mcp-gateway listening on", Duration::from_secs(20))
-        else {
-            let status = child.0.try_wait().ok().flatten();
-            panic!(
-                "gateway did not start (exit: {status:?})\nstdout: {:?}\nstderr:\n{}",
-                stdout.seen,
-                logs.text()
-            );
-        };
-        let data = addr_after_http(&banner);
-        let mgmt = stdout
-            .wait_for("management and dashboard on", Duration::from_millis(2000))
-            .map(|l| addr_after_http(&l));
-        Gateway {
-            data,
-            mgmt,
-            child,
-            banner,
-            logs,
-            stdout,
-            dir,
-        }
+        Gateway::launch(cmd, dir)
     }
 }
 

@@ -170,6 +170,16 @@ impl Default for LoadBalancerSection {
     }
 }
 
+/// The gateway's own pages, as `monitoring.dataPortPages` names them.
+pub const PAGES: [&str; 6] = [
+    "/health",
+    "/info",
+    "/stats",
+    "/status",
+    "/upstream/health",
+    "/metrics",
+];
+
 /// `monitoring`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -191,16 +201,7 @@ impl Default for MonitoringSection {
             metrics_interval: 250,
             dashboard: DashboardSection::default(),
             websocket: WebsocketSection::default(),
-            data_port_pages: [
-                "/health",
-                "/info",
-                "/stats",
-                "/status",
-                "/upstream/health",
-                "/metrics",
-            ]
-            .map(str::to_string)
-            .to_vec(),
+            data_port_pages: PAGES.map(str::to_string).to_vec(),
         }
     }
 }

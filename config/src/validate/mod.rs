@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::error::ConfigError;
 use crate::runtime::{Algorithm, IpBlock, Workers};
 use crate::url::ParsedUrl;
-use crate::user::{UserConfig, WorkersSetting};
+use crate::user::{UserConfig, WorkersSetting, PAGES};
 
 mod http;
 mod upstreams;
@@ -60,16 +60,6 @@ pub struct Checked {
     /// `server.trustedProxies`, parsed.
     pub trusted_proxies: Vec<IpBlock>,
 }
-
-/// The pages `monitoring.dataPortPages` may name.
-pub const PAGES: &[&str] = &[
-    "/health",
-    "/info",
-    "/stats",
-    "/status",
-    "/upstream/health",
-    "/metrics",
-];
 
 /// What an upstream needs beyond its user keys.
 #[derive(Debug, Clone)]

@@ -118,15 +118,8 @@ impl ChunkedTracker {
         let mut i = 0;
         while i < bytes.len() && self.state != State::Done {
             if self.state == State::Data {
-                let take =
-                    (bytes.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                 run.get_or_insert(i);
-                i += take;
-                self.remaining -= take as u64;
-                self.payload += take as u64;
-                if self.remaining == 0 {
-                    self.state = State::DataCr;
-                }
+                i += self.take_data(bytes.len() - i);
                 continue;
             }
             let trailer_field = matches!(
@@ -189,15 +182,9 @@ impl ChunkedTracker {
                 break;
             }
             if self.state == State::Data {
-                let take =
-                    (bytes.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let take = self.take_data(bytes.len() - i);
                 payload(i..i + take);
                 i += take;
-                self.remaining -= take as u64;
-                self.payload += take as u64;
-                if self.remaining == 0 {
-                    self.state = State::DataCr;
-                }
                 continue;
             }
             self.step(bytes[i])?;
@@ -205,6 +192,17 @@ impl ChunkedTracker {
         }
         self.wire += i as u64;
         Ok(i)
+    }
+
+    /// In a chunk's data, with `available` bytes at hand: how many of them are data.
+    fn take_data(&mut self, available: usize) -> usize {
+        let take = available.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        self.remaining -= take as u64;
+        self.payload += take as u64;
+        if self.remaining == 0 {
+            self.state = State::DataCr;
+        }
+        take
     }
 
     fn step(&mut self, b: u8) -> Result<(), ChunkError> {
