@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the gateway's parsers with cargo-fuzz (libFuzzer, nightly Rust): builds every
-# target in fuzz/ once, then runs each for SECONDS (default 60), one after another, and
+# target in fuzz/ once, then runs each for SECONDS (default 60), one per CPU at a time, and
 # prints each target's executions. Exits non-zero if any target crashed; the crashing
 # input is left in fuzz/artifacts/<target>/.
 #
@@ -8,15 +8,16 @@
 #
 # New inputs the fuzzer finds go to a temporary folder, so fuzz/corpus (the tracked seeds)
 # is only read. Environment: FUZZ_SANITIZER (default `address`; `none` builds faster and
-# runs ~2-3x more executions), FUZZ_JOBS (cargo build jobs, default 1), FUZZ_KEEP_CORPUS=DIR
-# (keep the grown corpus there instead of deleting it).
+# runs ~2-3x more executions), FUZZ_JOBS (cargo build jobs, default: the CPUs),
+# FUZZ_PARALLEL (fuzzers at once, default: the CPUs), FUZZ_KEEP_CORPUS=DIR (keep the grown
+# corpus there instead of deleting it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-60}
 shift || true
 sanitizer=${FUZZ_SANITIZER:-address}
-export CARGO_BUILD_JOBS=${FUZZ_JOBS:-1}
+export CARGO_BUILD_JOBS=${FUZZ_JOBS:-$(nproc)}
 
 if ! rustup toolchain list | grep -q '^nightly'; then
     echo "fuzz.sh: needs the nightly toolchain (rustup toolchain install nightly)" >&2
@@ -42,11 +43,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_odr_violation=0}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mcp-gateway-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-failed=()
-summary=()
-for t in "${targets[@]}"; do
+# One target: its run, then its summary line in $work/$t.result and its exit status in
+# $work/$t.rc.
+fuzz_one() {
+    local t=$1 log="$work/$1.log" rc runs cov corpus
     mkdir -p "$work/$t" "fuzz/artifacts/$t"
-    log="$work/$t.log"
     echo "fuzz.sh: $t for ${seconds} s"
     set +e
     # The binary built above, not `cargo fuzz run`: that would rebuild whenever the sources
@@ -63,16 +64,40 @@ for t in "${targets[@]}"; do
     cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
     corpus=$(find "$work/$t" -type f | wc -l)
     if [ "$rc" -ne 0 ]; then
-        failed+=("$t")
-        summary+=("$(printf '%-18s CRASH (exit %s) after %s runs' "$t" "$rc" "${runs:-?}")")
-        echo "---- $t failed; the end of its log:" >&2
-        grep -v '^#[0-9]' "$log" | tail -40 >&2
+        printf '%-18s CRASH (exit %s) after %s runs\n' "$t" "$rc" "${runs:-?}" >"$work/$t.result"
+        {
+            echo "---- $t failed; the end of its log:"
+            grep -v '^#[0-9]' "$log" | tail -40
+        } >&2
     else
-        summary+=("$(printf '%-18s %12s runs  cov %-6s new inputs %s' "$t" "${runs:-?}" "${cov:-?}" "$corpus")")
+        printf '%-18s %12s runs  cov %-6s new inputs %s\n' "$t" "${runs:-?}" "${cov:-?}" "$corpus" >"$work/$t.result"
     fi
+    echo "$rc" >"$work/$t.rc"
     if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
         mkdir -p "$FUZZ_KEEP_CORPUS/$t"
         cp -r "$work/$t/." "$FUZZ_KEEP_CORPUS/$t/"
+    fi
+}
+
+# Each fuzzer is one process on one core: run as many at once as there are CPUs
+# (FUZZ_PARALLEL overrides), so CI spends SECONDS x targets / CPUs.
+parallel=${FUZZ_PARALLEL:-$(nproc)}
+running=0
+for t in "${targets[@]}"; do
+    fuzz_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$parallel" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+done
+wait || true
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    summary+=("$(cat "$work/$t.result" 2>/dev/null || echo "$t: no result")")
+    if [ "$(cat "$work/$t.rc" 2>/dev/null || echo 1)" != 0 ]; then
+        failed+=("$t")
     fi
 done
 
