@@ -9,6 +9,7 @@
 
 use super::admin::{self, AdminRequest};
 use super::{render, State};
+use mcp_gateway_shard::catch_panic::CatchPanic;
 use mcp_gateway_shard::http::encode::{self, LocalResponse};
 use mcp_gateway_shard::http::request;
 use mcp_gateway_shard::mcp::headers::OriginPolicy;
@@ -56,7 +57,12 @@ pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>, shards: Sha
                 open.set(open.get() + 1);
                 let (state, shards) = (state.clone(), shards.clone());
                 monoio::spawn(async move {
-                    connection(stream, peer, head_timeout, state, shards).await;
+                    // A bug in one request's handling ends that connection, not the thread
+                    // that also merges metrics and probes upstreams.
+                    let served = connection(stream, peer, head_timeout, state, shards);
+                    if let Err(message) = CatchPanic::new(served).await {
+                        tracing::error!(panic = %message, "a bug ended a management connection (please report it)");
+                    }
                     open.set(open.get() - 1);
                 });
             }
