@@ -64,7 +64,8 @@ pub enum GatewayError {
     BodyTimeout,
     #[error("method not allowed: the gateway opens no tunnels")]
     MethodNotAllowed,
-    #[error("method not implemented")]
+    /// 501: a method longer than any registered one, or a transfer coding other than chunked.
+    #[error("not supported by the gateway (method or transfer coding)")]
     NotImplemented,
 }
 

@@ -4,7 +4,7 @@
 //! (`ceil(maxConnections / shards)`), the queue of requests waiting for a connection when
 //! the cap is reached (served first come, first served, as connections come back), and
 //! dropping idle connections that are too old, that the upstream closed, or on which it sent
-//! bytes nobody asked for (looked at on checkout and by the shard's reaper every tick). A
+//! bytes nobody asked for (looked at on checkout and by the shard's reaper once a second). A
 //! [`PooledConn`] gives its connection or its count back when dropped, so no path leaks
 //! capacity. Must not: connect, read or write (that is `upstream`), or be shared across
 //! threads.
@@ -43,6 +43,26 @@ struct Slot {
     /// connections are not kept (bytes that come after a check would be the next client's
     /// answer, and only an upstream that does it once is caught by the check).
     no_reuse_until: Option<Instant>,
+}
+
+/// What an idle connection looks like when it is about to be reused or reaped.
+enum Look {
+    Reusable,
+    /// Idle longer than `upstream.idleTimeout`.
+    Expired,
+    Closed,
+    Stray,
+}
+
+fn look_at(stream: &TcpStream, since: Instant, now: Instant, idle_max: Duration) -> Look {
+    if now.duration_since(since) >= idle_max {
+        return Look::Expired;
+    }
+    match idle_state(stream) {
+        IdleState::Quiet => Look::Reusable,
+        IdleState::Closed => Look::Closed,
+        IdleState::Stray => Look::Stray,
+    }
 }
 
 /// How long an upstream that sent stray bytes gets no connection reuse.
@@ -132,14 +152,10 @@ impl Pool {
         while let Some((stream, since)) = slot.idle.pop() {
             // Looked at before the request is written: a connection the upstream closed
             // costs no retry, and one with stray bytes never answers the wrong client.
-            if now.duration_since(since) >= self.idle_max {
-                slot.open -= 1;
-                continue;
-            }
-            match idle_state(&stream) {
-                IdleState::Quiet => return Checkout::Reused(stream),
-                IdleState::Closed => {}
-                IdleState::Stray => slot.stray(now, upstream),
+            match look_at(&stream, since, now, self.idle_max) {
+                Look::Reusable => return Checkout::Reused(stream),
+                Look::Stray => slot.stray(now, upstream),
+                Look::Expired | Look::Closed => {}
             }
             slot.open -= 1;
         }
@@ -165,24 +181,24 @@ impl Pool {
         for (upstream, slot) in self.slots.iter_mut().enumerate() {
             let before = slot.idle.len();
             let mut stray = false;
-            slot.idle.retain(|(stream, since)| {
-                if now.duration_since(*since) >= idle_max {
-                    reaped.expired += 1;
-                    return false;
-                }
-                match idle_state(stream) {
-                    IdleState::Quiet => true,
-                    IdleState::Closed => {
+            slot.idle.retain(
+                |(stream, since)| match look_at(stream, *since, now, idle_max) {
+                    Look::Reusable => true,
+                    Look::Expired => {
+                        reaped.expired += 1;
+                        false
+                    }
+                    Look::Closed => {
                         reaped.closed_by_upstream += 1;
                         false
                     }
-                    IdleState::Stray => {
+                    Look::Stray => {
                         reaped.stray_bytes += 1;
                         stray = true;
                         false
                     }
-                }
-            });
+                },
+            );
             slot.open -= before - slot.idle.len();
             if stray {
                 slot.stray(now, upstream);
@@ -202,17 +218,12 @@ impl Pool {
     }
 
     fn put_idle(&mut self, upstream: usize, stream: TcpStream, now: Instant) {
-        if self
-            .slots
-            .get(upstream)
-            .and_then(|s| s.no_reuse_until)
-            .is_some_and(|until| now < until)
-        {
-            drop(stream);
-            self.release(upstream);
-            return;
-        }
         if let Some(slot) = self.slots.get_mut(upstream) {
+            if slot.no_reuse_until.is_some_and(|until| now < until) {
+                drop(stream);
+                self.release(upstream);
+                return;
+            }
             if let Some(Grant::Stream(stream)) = slot.hand_over(Grant::Stream(stream)) {
                 slot.idle.push((stream, now));
             }

@@ -20,7 +20,7 @@ pub enum RequestError {
     #[error("method not allowed")]
     MethodNotAllowed,
     /// A method longer than [`MAX_METHOD`] (501).
-    #[error("method not implemented")]
+    #[error("method longer than {MAX_METHOD} bytes")]
     MethodTooLong,
 }
 
