@@ -4,18 +4,21 @@
 //!
 //! Owns: process start-up order. Must not: serve traffic itself.
 
+use crate::mgmt::reload::{self, Reloader};
 use crate::mgmt::{self, MgmtSpec, State};
 use anyhow::Context;
-use mcp_gateway_config::{GatewayConfig, Workers};
+use mcp_gateway_config::{Loaded, Workers};
+use mcp_gateway_shard::snapshot::ConfigUpdate;
 use mcp_gateway_shard::worker::{self, ShardSpec};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mcp_gateway_shard::messages::ShardCommand;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 pub struct Running {
@@ -28,9 +31,18 @@ pub struct Running {
     /// The shards' command channels (for `Drain` on shutdown).
     pub commands: Vec<crossbeam_channel::Sender<ShardCommand>>,
     pub shutdown_timeout: std::time::Duration,
+    /// Asks the management shard to reload the config file (SIGHUP).
+    pub reload: crossbeam_channel::Sender<()>,
 }
 
-pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
+/// Starts everything from a loaded config; `path` is the file it came from (watched, and
+/// written by the admin API's `?persist=true`), `text` its text.
+pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Result<Running> {
+    let Loaded {
+        mut config,
+        effective,
+        document,
+    } = loaded;
     if config.sessions.secret.is_none() {
         // Every shard of this process must share one key, so it is made here, once.
         let secret: String = mcp_gateway_shard::mcp::session::generated_secret()
@@ -57,8 +69,9 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
             );
         }
     }
-    if let Some(limit) = crate::fd_limit::raise_soft_limit() {
-        crate::fd_limit::fit(&mut config, limit);
+    let fd_limit = crate::fd_limit::raise_soft_limit();
+    if let Some(limit) = fd_limit {
+        crate::fd_limit::fit(&mut config, limit, true);
     }
     let config = Arc::new(config);
     let cpus = worker::allowed_cpus();
@@ -102,11 +115,41 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         .filter_map(|i| cpus.get(i % cpus.len().max(1)).map(|c| c.id))
         .collect();
     // Listening before any shard starts: shards pass bridged `/sse/{id}` requests to it.
-    let (sse_bridge, bridge_thread) = match crate::sse_bridge::start(&config)? {
+    let (bridge_tx, bridge_rx) = crossbeam_channel::unbounded();
+    let (sse_bridge, bridge_thread) = match crate::sse_bridge::start(&config, bridge_rx)? {
         Some((addr, thread)) => (Some(addr), Some(thread)),
         None => (None, None),
     };
-    let state = State::new(config.clone(), shards, pinned, data_addr, management_addr);
+    let loader = reload::loader::Loader::start().context("starting the config loader")?;
+    let start = reload::Start {
+        path,
+        text,
+        document,
+        effective,
+        fd_limit,
+    };
+    let mut reloader = Reloader::new(start, &config, loader);
+    reloader.bridge = sse_bridge.map(|_| bridge_tx);
+    let (hup_tx, hup_rx) = crossbeam_channel::bounded(1);
+    let (nudge, nudges) = crossbeam_channel::bounded(1);
+    let watch = reloader.path.as_ref().and_then(|path| {
+        match reload::watch::start(path, nudge) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch the config file; reload with SIGHUP or the admin API");
+                None
+            }
+        }
+    });
+    let state = State::new(
+        config.clone(),
+        reloader,
+        shards,
+        pinned,
+        data_addr,
+        management_addr,
+    );
+    let first = Arc::new(ConfigUpdate::new(1, config.clone()));
     let pages = state.pages.clone();
     let mut threads: Vec<JoinHandle<()>> = stdio_host.into_iter().collect();
     threads.extend(bridge_thread);
@@ -115,6 +158,9 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         reports: report_rx,
         shards: command_txs.clone(),
         listener: management_listener,
+        hup: hup_rx,
+        watch,
+        nudges,
     })?);
     let mut shard_threads = Vec::with_capacity(shards);
     for (id, (listener, commands)) in listeners.into_iter().zip(command_rxs).enumerate() {
@@ -123,7 +169,7 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
             shards,
             cpu: cpus.get(id % cpus.len().max(1)).copied(),
             listener,
-            config: config.clone(),
+            config: first.clone(),
             pages: pages.clone(),
             reports: report_tx.clone(),
             commands,
@@ -139,6 +185,7 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         shard_threads,
         commands: command_txs,
         shutdown_timeout: config.server.shutdown_timeout,
+        reload: hup_tx,
     })
 }
 
@@ -156,11 +203,26 @@ pub fn announce(running: &Running) {
 
 /// Runs until SIGTERM or SIGINT, then drains: the shards stop accepting, finish the requests
 /// in flight (up to `server.shutdownTimeout`) and stop; a second signal exits at once.
-pub fn run_forever(config: GatewayConfig) -> anyhow::Result<ExitCode> {
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
-    let running = start(config)?;
+/// SIGHUP reloads the config file.
+pub fn run_forever(
+    loaded: Loaded,
+    path: Option<PathBuf>,
+    text: String,
+) -> anyhow::Result<ExitCode> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let running = start(loaded, path, text)?;
     announce(&running);
-    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    let signal = loop {
+        match signals.forever().next() {
+            Some(SIGHUP) => {
+                tracing::info!("SIGHUP: reloading the config file");
+                let _ = running.reload.try_send(());
+            }
+            Some(signal) => break signal,
+            None => break SIGTERM,
+        }
+    };
     tracing::info!(
         signal,
         timeout_ms = running.shutdown_timeout.as_millis() as u64,
@@ -175,7 +237,7 @@ pub fn run_forever(config: GatewayConfig) -> anyhow::Result<ExitCode> {
             tracing::info!("drained; exiting");
             return Ok(ExitCode::SUCCESS);
         }
-        if signals.pending().next().is_some() {
+        if signals.pending().any(|s| s != SIGHUP) {
             tracing::warn!("second signal: exiting without waiting");
             return Ok(ExitCode::FAILURE);
         }

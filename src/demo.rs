@@ -49,10 +49,11 @@ pub fn config_text(o: &DemoOptions) -> String {
 }
 
 pub fn run(o: DemoOptions) -> anyhow::Result<ExitCode> {
-    let config = mcp_gateway_config::parse_str(&config_text(&o), &|_| None)
+    let text = config_text(&o);
+    let loaded = mcp_gateway_config::parse_document("<demo>", &text, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let fleet = fleet::start(o.servers, o.base_port, 1).context("starting the mock MCP fleet")?;
-    let running = bootstrap::start(config)?;
+    let running = bootstrap::start(loaded, None, text)?;
     bootstrap::announce(&running);
     let gw = running.data_addr;
     println!(

@@ -37,8 +37,9 @@ pub fn raise_soft_limit() -> Option<u64> {
 }
 
 /// Lowers `server.maxConnections` to what `limit` descriptors can serve: each client
-/// connection may hold one upstream connection while its request is proxied.
-pub fn fit(config: &mut GatewayConfig, limit: u64) {
+/// connection may hold one upstream connection while its request is proxied. Logs what it
+/// finds when `log` (at start-up; a reload that changes nothing here stays quiet).
+pub fn fit(config: &mut GatewayConfig, limit: u64, log: bool) {
     let management = if config.monitoring.dashboard_enabled {
         config.monitoring.management_max_connections as u64
     } else {
@@ -49,13 +50,15 @@ pub fn fit(config: &mut GatewayConfig, limit: u64) {
     let usable = limit.saturating_sub(reserved);
     let clients = config.server.limits.max_connections as u64;
     let fitting = (usable / 2).max(1);
-    if clients > fitting {
+    if clients > fitting && log {
         tracing::warn!(
             file_descriptor_limit = limit,
             max_connections = clients,
             serving = fitting,
             "the file descriptor limit (RLIMIT_NOFILE) cannot hold server.maxConnections client connections with an upstream connection each: serving at most {fitting}; raise `ulimit -n` (LimitNOFILE= under systemd) to serve more"
         );
+    }
+    if clients > fitting {
         config.server.limits.max_connections = fitting as usize;
     }
     let pooled: u64 = config
@@ -64,7 +67,7 @@ pub fn fit(config: &mut GatewayConfig, limit: u64) {
         .map(|u| u.max_connections as u64)
         .sum();
     let needed = config.server.limits.max_connections as u64 + pooled;
-    if needed > usable {
+    if needed > usable && log {
         tracing::info!(
             file_descriptor_limit = limit,
             upstream_connections = pooled,
@@ -80,11 +83,11 @@ mod tests {
     #[test]
     fn caps_fit_the_limit() {
         let mut config = mcp_gateway_config::parse_str("{}", &|_| None).unwrap();
-        fit(&mut config, 2048);
+        fit(&mut config, 2048, true);
         let m = config.server.limits.max_connections;
         assert_eq!(m as u64, (2048 - RESERVED - 256) / 2);
         let mut config = mcp_gateway_config::parse_str("{}", &|_| None).unwrap();
-        fit(&mut config, 1_000_000);
+        fit(&mut config, 1_000_000, true);
         assert_eq!(config.server.limits.max_connections, 10_000);
     }
 }

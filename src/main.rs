@@ -119,15 +119,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let (config, created) =
-                mcp_gateway_config::load_or_create(&cli.config, &mcp_gateway_config::process_env)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .with_context(|| format!("loading {}", cli.config.display()))?;
-            let _guard = logging::init(&config.logging.level, config.logging.file.as_deref())?;
+            let path = &cli.config;
+            let loading = || format!("loading {}", path.display());
+            let created = mcp_gateway_config::ensure_file(path)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(loading)?;
+            let text = std::fs::read_to_string(path).with_context(loading)?;
+            let loaded = mcp_gateway_config::parse_document(
+                &path.display().to_string(),
+                &text,
+                &mcp_gateway_config::process_env,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(loading)?;
+            let logging = &loaded.config.logging;
+            let _guard = logging::init(&logging.level, logging.file.as_deref())?;
             if created {
-                tracing::info!(path = %cli.config.display(), "no config file found: wrote a commented default and started with it");
+                tracing::info!(path = %path.display(), "no config file found: wrote a commented default and started with it");
             }
-            bootstrap::run_forever(config)
+            bootstrap::run_forever(loaded, Some(path.clone()), text)
         }
     }
 }

@@ -59,6 +59,8 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             },
             forward_auth: server.forward_auth,
             headers,
+            retired: false,
+            draining: false,
         })
         .collect();
 

@@ -45,13 +45,37 @@ pub const DEFAULT_CONFIG_TEXT: &str = include_str!("default_config.jsonc");
 /// The name used in parse errors of text that did not come from a file.
 const TEXT_SOURCE: &str = "<config>";
 
+/// A config as loaded, in the three forms a running gateway needs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// What the gateway runs on.
+    pub config: GatewayConfig,
+    /// The file's settings with the environment's overrides applied, every default filled
+    /// in (what `GET /api/config` shows, secrets redacted).
+    pub effective: user::UserConfig,
+    /// The document as written, comments removed, environment not applied: what a change
+    /// made through the admin API edits and writes back, so values that come from the
+    /// environment stay out of the file.
+    pub document: serde_json::Value,
+}
+
 /// Parses config text (JSON with comments), applies environment overrides through `env`, and
 /// validates it.
 pub fn parse_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, LoadError> {
-    parse_named(TEXT_SOURCE, text, env)
+    parse_named(TEXT_SOURCE, text, env).map(|loaded| loaded.config)
+}
+
+/// Like `parse_str`, keeping the effective settings and the document (see [`Loaded`]);
+/// `source` names the text in parse errors.
+pub fn parse_document(
+    source: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, LoadError> {
+    parse_named(source, text, env)
 }
 
 /// Reads and parses a config file; see `parse_str`.
@@ -63,7 +87,7 @@ pub fn load_file(
         path: path.to_path_buf(),
         source,
     })?;
-    parse_named(&path.display().to_string(), &text, env)
+    parse_named(&path.display().to_string(), &text, env).map(|loaded| loaded.config)
 }
 
 /// Loads `path`; when it does not exist, first writes `DEFAULT_CONFIG_TEXT` there (creating
@@ -72,17 +96,20 @@ pub fn load_or_create(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(GatewayConfig, bool), LoadError> {
-    let created = match fs::metadata(path) {
-        Ok(_) => false,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => write_default(path)?,
-        Err(source) => {
-            return Err(LoadError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
+    let created = ensure_file(path)?;
     load_file(path, env).map(|config| (config, created))
+}
+
+/// Writes `DEFAULT_CONFIG_TEXT` to `path` if nothing is there; true when it did.
+pub fn ensure_file(path: &Path) -> Result<bool, LoadError> {
+    match fs::metadata(path) {
+        Ok(_) => Ok(false),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => write_default(path),
+        Err(source) => Err(LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Reads a variable from the process environment: the `env` argument for production.
@@ -118,7 +145,7 @@ fn parse_named(
     source: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<GatewayConfig, LoadError> {
+) -> Result<Loaded, LoadError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let json = jsonc::strip_comments(text).map_err(|err| LoadError::Parse {
         path: source.to_string(),
@@ -134,6 +161,7 @@ fn parse_named(
     };
     let mut value: serde_json::Value = serde_json::from_str(&json).map_err(parse_error)?;
     duplicates::check(&json).map_err(parse_error)?;
+    let document = value.clone();
 
     let (applied, mut errors) = env::apply(&mut value, env);
     let schema_errors = schema::check(&mut value);
@@ -167,7 +195,11 @@ fn parse_named(
     };
 
     match checked {
-        Some(checked) if errors.is_empty() => Ok(convert::to_runtime(&user, checked)),
+        Some(checked) if errors.is_empty() => Ok(Loaded {
+            config: convert::to_runtime(&user, checked),
+            effective: user,
+            document,
+        }),
         _ => Err(LoadError::Invalid(errors)),
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything the gateway needs to run, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
     pub server: Server,
     pub upstreams: Vec<Upstream>,
@@ -24,7 +24,7 @@ pub struct GatewayConfig {
     pub upstream_idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     /// `server.host` / `HOST`.
     pub host: IpAddr,
@@ -102,7 +102,7 @@ pub enum Workers {
 }
 
 /// Per-connection and per-process limits of the HTTP server side.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// `server.limits.maxHeaderBytes` (default 16384): request line + headers; over it: 431.
     pub max_header_bytes: usize,
@@ -123,7 +123,7 @@ pub struct Limits {
     pub min_body_rate_window: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub id: String,
     /// The URL as the user wrote it.
@@ -156,6 +156,12 @@ pub struct Upstream {
     /// expanded, sorted by name. Names are valid tokens, never hop-by-hop, `host` or
     /// `content-length`; values have no CR, LF or NUL.
     pub headers: Vec<(String, String)>,
+    /// Set by the management shard, never by the file: the server was removed by a reload
+    /// and keeps its slot only for the requests still in flight on it.
+    pub retired: bool,
+    /// Set by the management shard (`PATCH /api/upstreams/{id}` with `draining: true`): the
+    /// server stays configured but gets no new requests.
+    pub draining: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +264,7 @@ impl PolicyRule {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub enabled: bool,
     pub interval: Duration,
@@ -279,7 +285,7 @@ pub enum Algorithm {
     HealthBased,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadBalancer {
     pub algorithm: Algorithm,
     pub health_check: bool,
@@ -287,7 +293,7 @@ pub struct LoadBalancer {
     pub sticky: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Monitoring {
     pub enabled: bool,
     /// `monitoring.metricsInterval` ms (default 250): how often shards publish metric deltas.
@@ -304,7 +310,7 @@ pub struct Monitoring {
     pub data_port_pages: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Logging {
     /// `logging.level` / `LOG_LEVEL` (default "info"): error|warn|info|debug|trace.
     pub level: String,
@@ -313,7 +319,7 @@ pub struct Logging {
 }
 
 /// `sessions`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Sessions {
     /// `sessions.secret` / `SESSION_SECRET`, at least 16 bytes. `None`: the gateway generates
     /// one at start (so replicas do not share sessions).
@@ -327,7 +333,7 @@ pub struct Sessions {
 }
 
 /// Where the session store is.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct RedisStore {
     /// Resolved once at load time.
     pub addr: SocketAddr,
@@ -353,7 +359,7 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Security {
     /// `security.allowedOrigins` (default empty): `"*"`, or `scheme://host[:port]` lowercased,
     /// without a trailing slash or the scheme's default port, as browsers send `Origin`.

@@ -44,7 +44,8 @@ pub enum BufferError {
 
 impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr, shard: &Shard) -> Conn {
-        let server = &shard.config.server;
+        let snap = shard.snapshot();
+        let server = &snap.config.server;
         Conn {
             stream,
             peer_ip: peer.ip().to_string(),
@@ -147,7 +148,8 @@ pub async fn refuse_over_capacity(shard: Rc<Shard>, stream: TcpStream, peer: Soc
 /// timeout (one that sends nothing is closed then, silently); between requests of a
 /// keep-alive connection the idle timeout applies until the next head begins.
 async fn next_request(shard: &Shard, conn: &mut Conn, first: bool) -> Next {
-    let limits = &shard.config.server.limits;
+    let snap = shard.snapshot();
+    let limits = &snap.config.server.limits;
     let mut header_deadline: Option<Instant> = None;
     let first_deadline = first.then(|| Instant::now() + limits.header_timeout);
     loop {
@@ -179,7 +181,8 @@ async fn next_request(shard: &Shard, conn: &mut Conn, first: bool) -> Next {
 /// Parses the head in the buffer, if complete (a plain function, so the header array does
 /// not live in the connection's future). `None`: read more.
 fn try_head(shard: &Shard, conn: &Conn) -> Option<Next> {
-    let limits = &shard.config.server.limits;
+    let snap = shard.snapshot();
+    let limits = &snap.config.server.limits;
     let too_large = || {
         Some(Next::Refuse(GatewayError::HeadersTooLarge {
             limit: limits.max_header_bytes,

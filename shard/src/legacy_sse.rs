@@ -90,7 +90,8 @@ pub async fn bridge(
     expect_continue: bool,
     out: &mut Vec<u8>,
 ) -> BridgeEnd {
-    let limits = &shard.config.server.limits;
+    let snap = shard.snapshot();
+    let limits = &snap.config.server.limits;
     let gone = |e: std::io::Error| {
         BridgeEnd::Failed(GatewayError::UpstreamConnect {
             upstream: "sse-bridge".into(),
@@ -178,7 +179,7 @@ pub async fn bridge(
         return BridgeEnd::Cut;
     }
     let limits = StreamLimits {
-        keep_alive: shard.config.server.sse_keep_alive,
+        keep_alive: snap.config.server.sse_keep_alive,
         progress_timeout: None,
         hard_deadline: None,
     };

@@ -25,6 +25,7 @@ pub mod relay;
 pub mod request_id;
 pub mod router;
 pub mod runtime;
+pub mod snapshot;
 pub mod socket;
 pub mod state;
 pub mod sticky;

@@ -35,12 +35,14 @@ impl Pages {
     }
 }
 
-/// Health of every upstream, by config index (true: may receive traffic).
+/// Health of every upstream, by slot (true: may receive traffic).
 pub type HealthMap = Arc<Vec<bool>>;
 
 /// Sent from the management shard down to each shard.
 #[derive(Debug, Clone)]
 pub enum ShardCommand {
+    /// A new config generation: swapped in at the shard's next tick, between requests.
+    Config(Arc<crate::snapshot::ConfigUpdate>),
     Pages(Arc<Pages>),
     Health(HealthMap),
     /// Per upstream: whether it speaks the stateless 2026-07-28 revision, as probed with

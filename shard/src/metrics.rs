@@ -84,18 +84,34 @@ impl Counters {
 #[derive(Debug, Clone)]
 pub struct MetricsDelta {
     pub shard: usize,
+    /// The config generation the shard runs on.
+    pub generation: u64,
     pub counts: Counters,
-    /// Only upstreams that saw traffic, as (index, counters).
+    /// Only upstreams that saw traffic, as (slot, counters).
     pub upstreams: Vec<(u32, UpstreamCounters)>,
+    /// Gauges of the slots whose values changed since the last delta.
+    pub gauges: Vec<SlotGauge>,
     pub latency_us: Histogram<u64>,
+}
+
+/// What one shard has going on with one upstream slot right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotGauge {
+    pub slot: u32,
+    /// Requests proxied to it and not yet ended.
+    pub in_flight: u32,
+    /// Connections open to it (busy and idle).
+    pub open: u32,
 }
 
 impl MetricsDelta {
     pub fn new(shard: usize) -> Self {
         Self {
             shard,
+            generation: 0,
             counts: Counters::default(),
             upstreams: Vec::new(),
+            gauges: Vec::new(),
             latency_us: new_latency_histogram(),
         }
     }
@@ -106,6 +122,10 @@ pub struct ShardMetrics {
     delta: MetricsDelta,
     per_upstream: Vec<UpstreamCounters>,
     touched: Vec<u32>,
+    /// Per slot: requests in flight now.
+    in_flight: Vec<u32>,
+    /// Per slot: the (in flight, open) last sent up.
+    reported: Vec<(u32, u32)>,
 }
 
 impl ShardMetrics {
@@ -114,6 +134,45 @@ impl ShardMetrics {
             delta: MetricsDelta::new(shard),
             per_upstream: vec![UpstreamCounters::default(); upstreams],
             touched: Vec::new(),
+            in_flight: vec![0; upstreams],
+            reported: vec![(0, 0); upstreams],
+        }
+    }
+
+    /// A new config generation has `slots` upstream slots (never fewer than before).
+    pub fn fit(&mut self, slots: usize) {
+        if slots > self.per_upstream.len() {
+            self.per_upstream.resize(slots, UpstreamCounters::default());
+            self.in_flight.resize(slots, 0);
+            self.reported.resize(slots, (0, 0));
+        }
+    }
+
+    /// A request to `slot` started (`true`) or ended (`false`).
+    pub fn upstream_in_flight(&mut self, slot: usize, started: bool) {
+        if let Some(n) = self.in_flight.get_mut(slot) {
+            *n = if started {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            };
+        }
+    }
+
+    /// Adds to the next delta the gauges that changed; `open(slot)` counts its connections.
+    pub fn gauges(&mut self, open: impl Fn(usize) -> usize) {
+        for (slot, (reported, in_flight)) in
+            self.reported.iter_mut().zip(&self.in_flight).enumerate()
+        {
+            let now = (*in_flight, u32::try_from(open(slot)).unwrap_or(u32::MAX));
+            if now != *reported {
+                *reported = now;
+                self.delta.gauges.push(SlotGauge {
+                    slot: slot as u32,
+                    in_flight: now.0,
+                    open: now.1,
+                });
+            }
         }
     }
 

@@ -24,6 +24,7 @@ use crate::mcp::stateless::MAX_CHECKED_BODY;
 use crate::relay::BodyLeft;
 use crate::request_id::RequestId;
 use crate::router::{self, LocalPage, Route};
+use crate::snapshot::Snapshot;
 use crate::state::Shard;
 use crate::upstream::{self, Exchange};
 use crate::upstream_head::{write_upstream_head, Peer, UpstreamTarget};
@@ -81,6 +82,8 @@ pub struct Prepared {
     pub legacy: Option<mcp::legacy::LegacyStream>,
     /// `/mcp/{id}` for a legacy-only server: the exchange goes to the SSE bridge.
     pub reverse: bool,
+    /// The config generation the request started on; it ends on it too.
+    pub snap: Rc<Snapshot>,
 }
 
 /// Phase 1: route and build the upstream head while the parsed head is borrowed.
@@ -88,21 +91,22 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepar
     shard.metrics.borrow_mut().request_started();
     let request_id = RequestId::new(shard, head.request_id);
     let mut out = shard.take_buffer();
-    let limits = &shard.config.server.limits;
+    let snap = shard.snapshot();
+    let limits = &snap.config.server.limits;
     let mut mcp = None;
     let mut body_check = None;
     let mut set_cookie = None;
     let mut store_key = None;
     let (mut legacy, mut endpoint) = (None, None);
     let mut reverse: Option<String> = None;
-    let route = router::route(head.method, head.target, &shard.routes);
+    let route = router::route(head.method, head.target, &snap.routes);
     let jsonrpc = matches!(
         route,
         Route::Mcp { .. } | Route::Sse { .. } | Route::UnknownServer(_)
     );
     let cors_origin = match route {
         Route::Mcp { .. } | Route::Sse { .. } => mcp::route::header(head, "origin")
-            .filter(|o| shard.origins.allows(o))
+            .filter(|o| snap.origins.allows(o))
             .map(<[u8]>::to_vec),
         _ => None,
     };
@@ -118,7 +122,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepar
             id,
             message,
             query,
-        } => match mcp::legacy::plan(head, shard, target, id, message, query) {
+        } => match mcp::legacy::plan(head, shard, &snap, target, id, message, query) {
             Ok(LegacyPlan::Preflight { origin }) => (Action::Preflight(origin), ""),
             Ok(LegacyPlan::Stream { upstream, stream }) => {
                 legacy = Some(stream);
@@ -140,7 +144,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepar
             }
             Err(e) => (Action::Reject(e), ""),
         },
-        Route::Mcp { target, rest } => match mcp::route::plan(head, shard, target) {
+        Route::Mcp { target, rest } => match mcp::route::plan(head, shard, &snap, target) {
             Ok(McpPlan::Preflight { origin }) => (Action::Preflight(origin), ""),
             Ok(McpPlan::Forward {
                 upstream,
@@ -152,14 +156,14 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepar
                 body_check = check;
                 store_key = key;
                 // A legacy-only replica is reached through this process's bridge.
-                if mcp::legacy::is_legacy(shard, upstream) {
+                if mcp::legacy::is_legacy(&snap, upstream) {
                     reverse = Some(format!("/reverse/{upstream}"));
                 }
                 (Action::Proxy { upstream }, rest)
             }
             Err(e) => (Action::Reject(e), ""),
         },
-        Route::Default => match crate::sticky::pick_default(head, shard) {
+        Route::Default => match crate::sticky::pick_default(head, shard, &snap) {
             Some(pick) => {
                 set_cookie = pick.set_cookie;
                 (
@@ -181,7 +185,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepar
             })
         }
         (Action::Proxy { upstream }, _) => {
-            let config = &shard.config.upstreams[upstream];
+            let config = &snap.config.upstreams[upstream];
             let target = UpstreamTarget {
                 upstream: config,
                 // A legacy message goes to the endpoint the server named, not under its URL.
@@ -231,6 +235,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepar
         legacy,
         store_key,
         reverse: reverse.is_some(),
+        snap,
     }
 }
 
@@ -327,8 +332,9 @@ async fn proxy(
     index: usize,
     out: &mut Vec<u8>,
 ) -> bool {
-    let upstream = &shard.config.upstreams[index];
-    let max_body = shard.config.server.limits.max_body_bytes;
+    let server = &p.snap.config.server;
+    let upstream = &p.snap.config.upstreams[index];
+    let max_body = server.limits.max_body_bytes;
     if let (Some(key), Some(store)) = (p.store_key, &shard.store) {
         if !store.check(key).await {
             let err = GatewayError::SessionNotFound(mcp::session::TokenError::Revoked);
@@ -344,7 +350,7 @@ async fn proxy(
     // (clients often send the body in a second segment).
     if let BodyFraming::Length(n) = p.framing {
         if n <= REPLAYABLE_BODY && p.body_check.is_none() && !p.expect_continue {
-            let deadline = Instant::now() + shard.config.server.limits.header_timeout;
+            let deadline = Instant::now() + server.limits.header_timeout;
             match conn.buffer_body(n as usize, deadline).await {
                 Ok(()) => {}
                 Err(BufferError::Gone) => return false,
@@ -362,8 +368,9 @@ async fn proxy(
         if p.expect_continue && checkable && !send_continue(conn).await {
             return false;
         }
-        let wait = shard.config.server.limits.header_timeout;
-        let checked = mcp::inspect::check(shard, conn, p.framing, check, index, wait).await;
+        let wait = server.limits.header_timeout;
+        let checked =
+            mcp::inspect::check(shard, conn, p.framing, check, &upstream.policy, wait).await;
         let (err, keep_alive) = match checked {
             Ok(()) => (None, false),
             Err(Refusal::Gone) => return false,
@@ -375,7 +382,7 @@ async fn proxy(
         }
     }
     // The part of the body that came with the head travels in the same write as the head.
-    let line_limit = shard.config.server.limits.max_header_bytes;
+    let line_limit = server.limits.max_header_bytes;
     let mut body_left = BodyLeft::of_request(p.framing, line_limit);
     let rpos = conn.rpos;
     let arrived = &mut conn.rbuf[rpos..];
@@ -414,6 +421,7 @@ async fn proxy(
         shard,
         index,
         upstream,
+        server,
         started: p.started,
         deadline: Instant::now() + upstream.timeout,
         idempotent: p.idempotent,

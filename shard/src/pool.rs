@@ -39,6 +39,8 @@ struct Slot {
     open: usize,
     cap: usize,
     waiters: VecDeque<Weak<Waiter>>,
+    /// The server was removed by a reload: connections that come back are closed.
+    retired: bool,
     /// The upstream sent bytes nobody asked for on an idle connection: until then, its
     /// connections are not kept (bytes that come after a check would be the next client's
     /// answer, and only an upstream that does it once is caught by the check).
@@ -69,6 +71,17 @@ fn look_at(stream: &TcpStream, since: Instant, now: Instant, idle_max: Duration)
 const NO_REUSE_AFTER_STRAY: Duration = Duration::from_secs(60);
 
 impl Slot {
+    fn new(cap: usize) -> Slot {
+        Slot {
+            idle: Vec::new(),
+            open: 0,
+            cap: cap.max(1),
+            waiters: VecDeque::new(),
+            retired: false,
+            no_reuse_until: None,
+        }
+    }
+
     /// Stray bytes were seen on one of this upstream's idle connections.
     fn stray(&mut self, now: Instant, upstream: usize) {
         if self.no_reuse_until.is_none_or(|until| until <= now) {
@@ -133,15 +146,34 @@ impl Pool {
     pub fn new(caps: impl Iterator<Item = usize>, idle_max: Duration) -> Self {
         Self {
             idle_max,
-            slots: caps
-                .map(|cap| Slot {
-                    idle: Vec::new(),
-                    open: 0,
-                    cap: cap.max(1),
-                    waiters: VecDeque::new(),
-                    no_reuse_until: None,
-                })
-                .collect(),
+            slots: caps.map(Slot::new).collect(),
+        }
+    }
+
+    /// A new config generation: `slots` gives each slot's per-shard cap and whether it is
+    /// retired. Slots keep their connections; new ones are added; a retired slot closes its
+    /// idle connections now and each busy one when it comes back; a raised cap lets
+    /// waiting requests connect.
+    pub fn fit(&mut self, slots: impl Iterator<Item = (usize, bool)>, idle_max: Duration) {
+        self.idle_max = idle_max;
+        for (i, (cap, retired)) in slots.enumerate() {
+            if i == self.slots.len() {
+                self.slots.push(Slot::new(cap));
+            }
+            let Some(slot) = self.slots.get_mut(i) else {
+                continue;
+            };
+            slot.cap = cap.max(1);
+            slot.retired = retired;
+            if retired {
+                slot.open -= slot.idle.len();
+                slot.idle.clear();
+            }
+            while slot.open < slot.cap && !slot.waiters.is_empty() {
+                if slot.hand_over(Grant::Capacity).is_none() {
+                    slot.open += 1;
+                }
+            }
         }
     }
 
@@ -219,7 +251,7 @@ impl Pool {
 
     fn put_idle(&mut self, upstream: usize, stream: TcpStream, now: Instant) {
         if let Some(slot) = self.slots.get_mut(upstream) {
-            if slot.no_reuse_until.is_some_and(|until| now < until) {
+            if slot.retired || slot.no_reuse_until.is_some_and(|until| now < until) {
                 drop(stream);
                 self.release(upstream);
                 return;

@@ -65,7 +65,8 @@ pub struct Group {
     pub members: Vec<usize>,
 }
 
-/// Route table compiled once per config snapshot.
+/// Route table compiled once per config generation (by the management shard, shared by all
+/// shards read-only).
 #[derive(Debug, Default)]
 pub struct RouteTable {
     targets: HashMap<Box<str>, Target>,
@@ -92,11 +93,15 @@ impl RouteTable {
                 .any(|p| p == page.path());
         }
         for (i, u) in config.upstreams.iter().enumerate() {
+            let replica = crate::mcp::session::replica_id(&u.id);
+            t.replica_ids.push(replica);
+            if u.retired {
+                // Kept for its requests in flight; no new request reaches it.
+                continue;
+            }
             t.targets
                 .insert(u.id.clone().into_boxed_str(), Target::Server(i));
-            let replica = crate::mcp::session::replica_id(&u.id);
             t.replicas.insert(replica, i);
-            t.replica_ids.push(replica);
             match &u.group {
                 None => t.default_group.push(i),
                 Some(name) => match t.groups.iter_mut().find(|g| &g.id == name) {

@@ -1,18 +1,18 @@
-//! One shard's own state: its config snapshot, route table, balancer, upstream pool,
-//! metrics, the pages and health map last sent down, and its cached `Date`.
+//! One shard's own state: its current config [`Snapshot`], and the runtime state that
+//! outlives a reload, keyed by upstream slot: balancer positions, upstream pool, metrics,
+//! health, revision memory; the pages last sent down, and its cached `Date`.
 //!
 //! Owns: everything a request on this shard reads or updates, behind `Rc`/`RefCell` since a
-//! shard is one thread. Must not: be shared with another thread or held borrowed across an
-//! `.await`.
+//! shard is one thread, and swapping in a new generation between requests. Must not: be
+//! shared with another thread or held borrowed across an `.await`.
 
 use crate::balancer::{Selector, WeightedRoundRobin};
 use crate::http::encode::http_date;
-use crate::mcp::headers::OriginPolicy;
 use crate::mcp::session::{generated_secret, SessionCodec};
 use crate::messages::{HealthMap, Pages, ShardCommand};
 use crate::metrics::ShardMetrics;
 use crate::pool::Pool;
-use crate::router::RouteTable;
+use crate::snapshot::{ConfigUpdate, Snapshot};
 use mcp_gateway_config::GatewayConfig;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -21,14 +21,15 @@ use std::time::SystemTime;
 
 pub struct Shard {
     pub id: usize,
-    pub config: Arc<GatewayConfig>,
-    pub routes: RouteTable,
+    /// How many shards share the process's caps.
+    shards: usize,
+    /// The current generation; a request clones it once and keeps it to its end.
+    snapshot: RefCell<Rc<Snapshot>>,
     pub selector: RefCell<Selector>,
     /// One selector per replica group, for requests that start a session.
     group_selectors: RefCell<Vec<Selector>>,
     /// Seals and opens session tokens (key derived once at start-up).
     pub sessions: RefCell<SessionCodec>,
-    pub origins: OriginPolicy,
     /// This process's legacy-SSE bridge (`/sse/{id}` in front of Streamable HTTP servers).
     pub sse_bridge: Option<std::net::SocketAddr>,
     pub pool: Rc<RefCell<Pool>>,
@@ -43,7 +44,8 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Shutting down: no new connections, no new requests on open ones.
     pub draining: Cell<bool>,
-    pub max_connections: usize,
+    /// This shard's share of `server.limits.maxConnections`.
+    pub max_connections: Cell<usize>,
     request_seq: Cell<u64>,
     request_id_seed: u64,
     /// Spare output buffers, so an idle connection holds only its read buffer.
@@ -68,32 +70,14 @@ pub const BUFFER_SIZE: usize = 8 * 1024;
 const BUFFER_KEEP_MAX: usize = 256 * 1024;
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, config: Arc<GatewayConfig>, pages: Arc<Pages>) -> Shard {
+    pub fn new(id: usize, shards: usize, update: &ConfigUpdate, pages: Arc<Pages>) -> Shard {
         let shards = shards.max(1);
-        let routes = RouteTable::build(&config);
-        let weights = routes
-            .default_group
-            .iter()
-            .map(|i| config.upstreams[*i].weight)
-            .collect();
-        let group_selectors = routes
-            .groups
-            .iter()
-            .map(|g| {
-                let weights = g
-                    .members
-                    .iter()
-                    .map(|i| config.upstreams[*i].weight)
-                    .collect();
-                Selector::WeightedRoundRobin(WeightedRoundRobin::new(weights, id * 7919))
-            })
-            .collect();
+        let config = &update.config;
         let secret = match &config.sessions.secret {
             Some(s) => s.as_bytes().to_vec(),
             None => generated_secret(),
         };
         let ttl = u32::try_from(config.sessions.ttl.as_secs()).unwrap_or(u32::MAX);
-        let loopback = config.server.host.is_loopback();
         let pool = Pool::new(
             config
                 .upstreams
@@ -106,15 +90,13 @@ impl Shard {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
             ^ ((id as u64) << 56);
+        let snapshot = Snapshot::new(update);
         Shard {
             id,
-            selector: RefCell::new(Selector::WeightedRoundRobin(WeightedRoundRobin::new(
-                weights,
-                id * 7919,
-            ))),
-            group_selectors: RefCell::new(group_selectors),
+            shards,
+            selector: RefCell::new(default_selector(&snapshot, id)),
+            group_selectors: RefCell::new(group_selectors(&snapshot, id)),
             sessions: RefCell::new(SessionCodec::new(&secret, ttl)),
-            origins: OriginPolicy::new(&config.security.allowed_origins, loopback),
             sse_bridge: None,
             pool: Rc::new(RefCell::new(pool)),
             metrics: RefCell::new(ShardMetrics::new(id, config.upstreams.len())),
@@ -124,7 +106,7 @@ impl Shard {
             open_connections: Cell::new(0),
             in_flight: Cell::new(0),
             draining: Cell::new(false),
-            max_connections: config.server.limits.max_connections.div_ceil(shards),
+            max_connections: Cell::new(config.server.limits.max_connections.div_ceil(shards)),
             request_seq: Cell::new(0),
             request_id_seed: seed,
             buffers: RefCell::new(Vec::new()),
@@ -135,23 +117,80 @@ impl Shard {
                 .redis
                 .clone()
                 .map(|redis| Rc::new(crate::store::SessionStore::new(redis, config.sessions.ttl))),
-            routes,
-            config,
+            snapshot: RefCell::new(Rc::new(snapshot)),
         }
     }
 
+    /// The current generation (a request keeps the one it started with).
+    pub fn snapshot(&self) -> Rc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Swaps in a new generation, between requests. Runtime state stays where the slot
+    /// stays: pools, counters and health of unchanged servers go on; new slots get theirs;
+    /// retired slots close their idle connections. Balancer positions are kept for groups
+    /// whose members and weights did not change.
+    fn install(&self, update: &ConfigUpdate) {
+        let new = Snapshot::new(update);
+        let old = self.snapshot();
+        let config = &new.config;
+        let slots = config.upstreams.len();
+        self.pool.borrow_mut().fit(
+            config.upstreams.iter().map(|u| {
+                let cap = u.max_connections.div_ceil(self.shards);
+                (cap, u.retired)
+            }),
+            config.upstream_idle_timeout,
+        );
+        self.metrics.borrow_mut().fit(slots);
+        self.predates_stateless.borrow_mut().resize(slots, None);
+        let mut health = self.health.borrow_mut();
+        if health.len() < slots {
+            // New servers take traffic at once, as at start-up; the prober judges them next.
+            let mut grown = health.as_ref().clone();
+            grown.resize(slots, true);
+            *health = Arc::new(grown);
+        }
+        drop(health);
+        if members_and_weights(&old.routes.default_group, &old.config)
+            != members_and_weights(&new.routes.default_group, config)
+        {
+            *self.selector.borrow_mut() = default_selector(&new, self.id);
+        }
+        let groups_same = old.routes.groups.len() == new.routes.groups.len()
+            && old
+                .routes
+                .groups
+                .iter()
+                .zip(&new.routes.groups)
+                .all(|(a, b)| {
+                    a.id == b.id
+                        && members_and_weights(&a.members, &old.config)
+                            == members_and_weights(&b.members, config)
+                });
+        if !groups_same {
+            *self.group_selectors.borrow_mut() = group_selectors(&new, self.id);
+        }
+        self.max_connections
+            .set(config.server.limits.max_connections.div_ceil(self.shards));
+        *self.snapshot.borrow_mut() = Rc::new(new);
+    }
+
+    /// Whether slot `upstream` may take a new request: healthy, configured, not drained.
     pub fn is_healthy(&self, upstream: usize) -> bool {
         self.health.borrow().get(upstream).copied().unwrap_or(false)
+            && self.snapshot.borrow().accepts(upstream)
     }
 
     /// Picks a healthy member of the default group.
     pub fn pick_default(&self) -> Option<usize> {
         let health = self.health.borrow();
-        let group = &self.routes.default_group;
+        let snapshot = self.snapshot.borrow();
+        let group = &snapshot.routes.default_group;
         let pos = self.selector.borrow_mut().next(|pos| {
             group
                 .get(pos)
-                .is_some_and(|i| health.get(*i).copied().unwrap_or(false))
+                .is_some_and(|i| health.get(*i).copied().unwrap_or(false) && snapshot.accepts(*i))
         })?;
         group.get(pos).copied()
     }
@@ -160,9 +199,10 @@ impl Shard {
     /// none. A `stateless` (2026-07-28) request avoids replicas that lately refused one,
     /// unless no other is up: a group may mix revisions.
     pub fn pick_in_group(&self, group: usize, stateless: bool) -> Option<usize> {
-        let members = &self.routes.groups.get(group)?.members;
+        let snapshot = self.snapshot.borrow();
+        let members = &snapshot.routes.groups.get(group)?.members;
         let health = self.health.borrow();
-        let up = |i: usize| health.get(i).copied().unwrap_or(false);
+        let up = |i: usize| health.get(i).copied().unwrap_or(false) && snapshot.accepts(i);
         let mut selectors = self.group_selectors.borrow_mut();
         let selector = selectors.get_mut(group)?;
         if stateless {
@@ -234,6 +274,7 @@ impl Shard {
     /// Applies a command from the management shard (between requests, at a tick).
     pub fn apply(&self, command: ShardCommand) {
         match command {
+            ShardCommand::Config(update) => self.install(&update),
             ShardCommand::Pages(pages) => *self.pages.borrow_mut() = pages,
             ShardCommand::Health(health) => *self.health.borrow_mut() = health,
             ShardCommand::Revisions(revisions) => *self.probed_stateless.borrow_mut() = revisions,
@@ -249,4 +290,36 @@ impl Shard {
     pub fn refresh_date(&self) {
         *self.date.borrow_mut() = http_date(SystemTime::now());
     }
+}
+
+/// The members of a group with their weights, to tell whether its selector must change.
+fn members_and_weights(members: &[usize], config: &GatewayConfig) -> Vec<(usize, u32)> {
+    members
+        .iter()
+        .map(|i| (*i, config.upstreams.get(*i).map_or(0, |u| u.weight)))
+        .collect()
+}
+
+fn default_selector(snapshot: &Snapshot, shard: usize) -> Selector {
+    let weights = members_and_weights(&snapshot.routes.default_group, &snapshot.config);
+    // Shards start at different members so they do not walk them in lockstep.
+    Selector::WeightedRoundRobin(WeightedRoundRobin::new(
+        weights.into_iter().map(|(_, w)| w).collect(),
+        shard * 7919,
+    ))
+}
+
+fn group_selectors(snapshot: &Snapshot, shard: usize) -> Vec<Selector> {
+    snapshot
+        .routes
+        .groups
+        .iter()
+        .map(|g| {
+            let weights = members_and_weights(&g.members, &snapshot.config);
+            Selector::WeightedRoundRobin(WeightedRoundRobin::new(
+                weights.into_iter().map(|(_, w)| w).collect(),
+                shard * 7919,
+            ))
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@
 //! (the upstream exchange adds the `Set-Cookie` line).
 
 use crate::http::request::RequestHead;
+use crate::snapshot::Snapshot;
 use crate::state::Shard;
 
 /// The cookie's name.
@@ -21,8 +22,12 @@ pub struct StickyPick {
 }
 
 /// Picks an upstream of the default group, honouring the client's cookie when `sticky`.
-pub fn pick_default(head: &RequestHead<'_, '_>, shard: &Shard) -> Option<StickyPick> {
-    if !shard.config.load_balancer.sticky {
+pub fn pick_default(
+    head: &RequestHead<'_, '_>,
+    shard: &Shard,
+    snap: &Snapshot,
+) -> Option<StickyPick> {
+    if !snap.config.load_balancer.sticky {
         let upstream = shard.pick_default()?;
         return Some(StickyPick {
             upstream,
@@ -32,8 +37,8 @@ pub fn pick_default(head: &RequestHead<'_, '_>, shard: &Shard) -> Option<StickyP
     let now = unix_now();
     let remembered = cookie_value(head)
         .and_then(|token| shard.sessions.borrow().open_sticky(token, now).ok())
-        .and_then(|replica| shard.routes.replica(replica))
-        .filter(|&i| shard.config.upstreams[i].group.is_none() && shard.is_healthy(i));
+        .and_then(|replica| snap.routes.replica(replica))
+        .filter(|&i| snap.config.upstreams[i].group.is_none() && shard.is_healthy(i));
     if let Some(upstream) = remembered {
         return Some(StickyPick {
             upstream,
@@ -41,9 +46,9 @@ pub fn pick_default(head: &RequestHead<'_, '_>, shard: &Shard) -> Option<StickyP
         });
     }
     let upstream = shard.pick_default()?;
-    let replica = shard.routes.replica_ids[upstream];
+    let replica = snap.routes.replica_ids[upstream];
     let token = shard.sessions.borrow_mut().seal_sticky(replica, now).ok()?;
-    let max_age = shard.config.sessions.ttl.as_secs();
+    let max_age = snap.config.sessions.ttl.as_secs();
     Some(StickyPick {
         upstream,
         set_cookie: Some(format!(

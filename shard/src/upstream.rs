@@ -30,6 +30,8 @@ pub struct Exchange<'a> {
     pub shard: &'a Rc<Shard>,
     pub index: usize,
     pub upstream: &'a Upstream,
+    /// The `server` section of the request's config generation.
+    pub server: &'a mcp_gateway_config::Server,
     /// When the request started.
     pub started: Instant,
     /// Waiting for a pooled connection and connecting must end before this; sending the
@@ -229,7 +231,7 @@ impl Exchange<'_> {
             if conn.rbuf.capacity() < BUFFER_SIZE {
                 conn.rbuf.reserve(BUFFER_SIZE);
             }
-            let limits = &self.shard.config.server.limits;
+            let limits = &self.server.limits;
             let pace = Pace::request_body(limits, self.upstream.timeout);
             let limit = self.max_body;
             match relay::relay(
@@ -343,7 +345,7 @@ impl Exchange<'_> {
             let timed = self.is_post && !self.mcp.is_some_and(|m| m.listen);
             let relayed = if event_stream {
                 let limits = StreamLimits {
-                    keep_alive: self.shard.config.server.sse_keep_alive,
+                    keep_alive: self.server.sse_keep_alive,
                     progress_timeout: timed.then_some(self.upstream.timeout),
                     hard_deadline: timed.then(|| self.started + self.upstream.max_timeout),
                 };

@@ -9,9 +9,9 @@ use crate::connection;
 use crate::messages::{Pages, ShardCommand};
 use crate::metrics::MetricsDelta;
 use crate::runtime;
+use crate::snapshot::ConfigUpdate;
 use crate::state::Shard;
 use crossbeam_channel::{Receiver, Sender};
-use mcp_gateway_config::GatewayConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -63,7 +63,8 @@ pub struct ShardSpec {
     /// The CPU to pin to, from [`allowed_cpus`]; `None` leaves the thread unpinned.
     pub cpu: Option<core_affinity::CoreId>,
     pub listener: std::net::TcpListener,
-    pub config: Arc<GatewayConfig>,
+    /// The generation the shard starts with (later ones come as `ShardCommand::Config`).
+    pub config: Arc<ConfigUpdate>,
     pub pages: Arc<Pages>,
     pub reports: Sender<MetricsDelta>,
     pub commands: Receiver<ShardCommand>,
@@ -89,7 +90,7 @@ pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
 }
 
 async fn shard_main(spec: ShardSpec) {
-    let mut shard = Shard::new(spec.id, spec.shards, spec.config, spec.pages);
+    let mut shard = Shard::new(spec.id, spec.shards, &spec.config, spec.pages);
     shard.sse_bridge = spec.sse_bridge;
     let shard = Rc::new(shard);
     let listener = match monoio::net::TcpListener::from_std(spec.listener) {
@@ -125,7 +126,7 @@ async fn shard_main(spec: ShardSpec) {
                 if refuse {
                     accept_errors.keep_reserve();
                 }
-                if refuse || shard.open_connections.get() >= shard.max_connections {
+                if refuse || shard.open_connections.get() >= shard.max_connections.get() {
                     monoio::spawn(connection::refuse_over_capacity(
                         shard.clone(),
                         stream,
@@ -236,7 +237,14 @@ async fn tick_loop(
                 );
             }
         }
-        let delta = shard.metrics.borrow_mut().take_delta();
+        let delta = {
+            let pool = shard.pool.borrow();
+            let mut metrics = shard.metrics.borrow_mut();
+            metrics.gauges(|slot| pool.usage(slot).0);
+            let mut delta = metrics.take_delta();
+            delta.generation = shard.snapshot().generation;
+            delta
+        };
         if reports.try_send(delta).is_err() {
             tracing::debug!(
                 shard = shard.id,

@@ -70,7 +70,7 @@ pub async fn answer(
     }
 }
 
-fn authorize(config: &GatewayConfig, req: &AdminRequest) -> Result<(), (u16, Vec<u8>)> {
+pub fn authorize(config: &GatewayConfig, req: &AdminRequest) -> Result<(), (u16, Vec<u8>)> {
     match &config.sessions.admin_token {
         Some(token) => {
             let sent = req

@@ -12,6 +12,10 @@ pub struct Totals {
     pub latency_us: Histogram<u64>,
     /// Requests merged per shard, to show each shard is alive and serving.
     pub per_shard_requests: Vec<u64>,
+    /// Per shard, per slot: (requests in flight, connections open), as last reported.
+    gauges: Vec<Vec<(u32, u32)>>,
+    /// Per shard: the config generation it last said it runs on.
+    pub generations: Vec<u64>,
 }
 
 impl Totals {
@@ -21,7 +25,29 @@ impl Totals {
             per_upstream: vec![UpstreamCounters::default(); upstreams],
             latency_us: new_latency_histogram(),
             per_shard_requests: vec![0; shards],
+            gauges: vec![vec![(0, 0); upstreams]; shards],
+            generations: vec![1; shards],
         }
+    }
+
+    /// A reload added slots (there are never fewer).
+    pub fn fit(&mut self, slots: usize) {
+        if slots > self.per_upstream.len() {
+            self.per_upstream.resize(slots, UpstreamCounters::default());
+            for shard in &mut self.gauges {
+                shard.resize(slots, (0, 0));
+            }
+        }
+    }
+
+    /// (requests in flight, connections open) to slot `slot`, over all shards.
+    pub fn slot_gauges(&self, slot: usize) -> (u64, u64) {
+        self.gauges
+            .iter()
+            .filter_map(|shard| shard.get(slot))
+            .fold((0, 0), |(f, o), (sf, so)| {
+                (f + u64::from(*sf), o + u64::from(*so))
+            })
     }
 
     pub fn merge(&mut self, d: &MetricsDelta) {
@@ -32,6 +58,16 @@ impl Totals {
                 t.errors += c.errors;
                 t.status_5xx += c.status_5xx;
                 t.latency_us_sum += c.latency_us_sum;
+            }
+        }
+        if let Some(g) = self.generations.get_mut(d.shard) {
+            *g = d.generation.max(*g);
+        }
+        if let Some(shard) = self.gauges.get_mut(d.shard) {
+            for g in &d.gauges {
+                if let Some(slot) = shard.get_mut(g.slot as usize) {
+                    *slot = (g.in_flight, g.open);
+                }
             }
         }
         let _ = self.latency_us.add(&d.latency_us);

@@ -7,10 +7,12 @@
 //! them over `crossbeam` channels.
 
 mod admin;
+mod api;
 mod merge;
 pub mod prober;
+pub mod reload;
 pub mod render;
-mod server;
+pub mod server;
 
 use crossbeam_channel::{Receiver, Sender};
 use mcp_gateway_config::GatewayConfig;
@@ -28,7 +30,9 @@ pub use merge::Totals;
 pub use prober::HealthTable;
 
 pub struct State {
+    /// The running config generation, upstreams in slot order (see `reload::layout`).
     pub config: Arc<GatewayConfig>,
+    pub reload: reload::Reloader,
     pub totals: Totals,
     pub health: HealthTable,
     /// Per upstream: whether it speaks the stateless 2026-07-28 revision (group members
@@ -57,6 +61,7 @@ const PAGES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 impl State {
     pub fn new(
         config: Arc<GatewayConfig>,
+        reload: reload::Reloader,
         shards: usize,
         cpus: Vec<usize>,
         data_addr: SocketAddr,
@@ -85,9 +90,35 @@ impl State {
             pages_wanted: false,
             rendered_at: Instant::now(),
             config,
+            reload,
         };
         state.pages = Arc::new(render::pages(&state));
         state
+    }
+
+    /// Whether the pages show slot `slot`: a configured server, or a removed one whose
+    /// requests are still running (and whose id no new slot took over).
+    pub fn shown(&self, slot: usize) -> bool {
+        let Some(u) = self.config.upstreams.get(slot) else {
+            return false;
+        };
+        !u.retired
+            || (self.totals.slot_gauges(slot) != (0, 0)
+                && !self
+                    .config
+                    .upstreams
+                    .iter()
+                    .any(|other| other.id == u.id && !other.retired))
+    }
+
+    /// (healthy, total) among the configured servers.
+    pub fn health_counts(&self) -> (usize, usize) {
+        self.config
+            .upstreams
+            .iter()
+            .zip(self.health.entries())
+            .filter(|(u, _)| !u.retired)
+            .fold((0, 0), |(h, t), (_, e)| (h + usize::from(e.healthy), t + 1))
     }
 }
 
@@ -96,6 +127,12 @@ pub struct MgmtSpec {
     pub reports: Receiver<MetricsDelta>,
     pub shards: Vec<Sender<ShardCommand>>,
     pub listener: Option<std::net::TcpListener>,
+    /// SIGHUP, forwarded by the main thread.
+    pub hup: Receiver<()>,
+    /// The config file's watch (started before the gateway says it listens, so no change
+    /// after that is missed) and its nudges.
+    pub watch: Option<reload::watch::FileWatch>,
+    pub nudges: Receiver<()>,
 }
 
 pub fn spawn(spec: MgmtSpec) -> std::io::Result<JoinHandle<()>> {
@@ -124,6 +161,14 @@ async fn management_main(spec: MgmtSpec) {
     if checks_enabled {
         monoio::spawn(prober::run(state.clone(), shards.clone()));
     }
+    // The watch lives as long as this loop (the management thread's life).
+    let _watch = spec.watch;
+    monoio::spawn(reload::trigger::run(
+        state.clone(),
+        shards.clone(),
+        spec.hup,
+        spec.nudges,
+    ));
     loop {
         monoio::time::sleep(tick).await;
         let mut s = state.borrow_mut();
@@ -131,6 +176,7 @@ async fn management_main(spec: MgmtSpec) {
             s.pages_wanted |= delta.counts.pages_served > 0;
             s.totals.merge(&delta);
         }
+        reload::note_drained(&mut s);
         if !s.pages_wanted && s.rendered_at.elapsed() < PAGES_MAX_AGE {
             continue;
         }

@@ -82,7 +82,7 @@ fn uptime_ms(state: &State) -> u64 {
 
 fn health(state: &State) -> Value {
     let t = &state.totals;
-    let (healthy, total) = state.health.counts();
+    let (healthy, total) = state.health_counts();
     let status = if total > 0 && healthy == 0 {
         "unhealthy"
     } else if healthy < total {
@@ -117,7 +117,16 @@ fn info(state: &State, operator: bool) -> Value {
             "shards": state.shards,
             "cpus": state.cpus,
         },
-        "upstreams": c.upstreams.len(),
+        "upstreams": c.upstreams.iter().filter(|u| !u.retired).count(),
+        "config": {
+            "generation": state.reload.generation,
+            // Every shard has swapped in this generation (or a later one).
+            "shardsOn": state.totals.generations.iter().min(),
+            "loadedAt": iso8601(state.reload.loaded_at),
+            // A hash of text that may hold secrets: for operators only.
+            "sha256": operator.then_some(&state.reload.sha256),
+            "reloads": {"applied": state.reload.applied, "refused": state.reload.refused},
+        },
         "loadBalancer": {"algorithm": algorithm_name(c.load_balancer.algorithm)},
         "healthCheck": {
             "enabled": c.health_check.enabled,
@@ -175,7 +184,9 @@ fn stats(state: &State) -> Value {
         .upstreams
         .iter()
         .zip(&t.per_upstream)
-        .filter(|(_, c)| c.requests > 0)
+        .enumerate()
+        .filter(|(slot, (_, c))| c.requests > 0 && state.shown(*slot))
+        .map(|(_, pair)| pair)
         .map(|(u, c)| {
             json!({
                 "id": u.id,
@@ -214,7 +225,7 @@ fn stats(state: &State) -> Value {
 }
 
 fn status(state: &State, operator: bool) -> Value {
-    let (healthy, total) = state.health.counts();
+    let (healthy, total) = state.health_counts();
     let address = |addr: Option<std::net::SocketAddr>| match (operator, addr) {
         (true, Some(addr)) => json!(addr.to_string()),
         _ => Value::Null,
@@ -233,14 +244,16 @@ fn status(state: &State, operator: bool) -> Value {
 }
 
 fn upstream_health(state: &State, operator: bool) -> Value {
-    let (healthy, total) = state.health.counts();
+    let (healthy, total) = state.health_counts();
     let servers: Vec<Value> = state
         .config
         .upstreams
         .iter()
         .zip(state.health.entries())
         .zip(&state.revisions)
-        .map(|((u, h), stateless)| {
+        .enumerate()
+        .filter(|(slot, _)| state.shown(*slot))
+        .map(|(_, ((u, h), stateless))| {
             json!({
                 "id": u.id,
                 "url": operator.then_some(&u.url),
@@ -324,6 +337,9 @@ fn metrics(state: &State) -> String {
         "Connections ended by a panic in the gateway (a bug: please report it).",
         t.counts.panics,
     );
+    let r = &state.reload;
+    let _ = writeln!(out, "# HELP mcp_gateway_config_reloads_total Config reloads (file change, SIGHUP, admin API) by result.\n# TYPE mcp_gateway_config_reloads_total counter\nmcp_gateway_config_reloads_total{{result=\"ok\"}} {}\nmcp_gateway_config_reloads_total{{result=\"refused\"}} {}", r.applied, r.refused);
+    let _ = writeln!(out, "# HELP mcp_gateway_config_generation The running config's generation (1 at start, one more per reload that changed something).\n# TYPE mcp_gateway_config_generation gauge\nmcp_gateway_config_generation {}", r.generation);
     let _ = writeln!(out, "# HELP mcp_gateway_connections_active Open client connections.\n# TYPE mcp_gateway_connections_active gauge\nmcp_gateway_connections_active {}", t.active_connections());
     let _ = writeln!(out, "# HELP mcp_gateway_responses_total Responses by status class.\n# TYPE mcp_gateway_responses_total counter");
     for class in 1..=5 {
@@ -354,7 +370,11 @@ fn metrics(state: &State) -> String {
     let series =
         |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(usize) -> u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (i, u) in upstreams.iter().enumerate() {
+            for (i, u) in upstreams
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| state.shown(*i))
+            {
                 let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", u.id, value(i));
             }
         };

@@ -8,10 +8,12 @@
 //! the prober).
 
 use super::admin::{self, AdminRequest};
+use super::api;
 use super::{render, State};
 use mcp_gateway_shard::catch_panic::CatchPanic;
 use mcp_gateway_shard::http::encode::{self, LocalResponse};
 use mcp_gateway_shard::http::request;
+use mcp_gateway_shard::http::BodyFraming;
 use mcp_gateway_shard::mcp::headers::OriginPolicy;
 use mcp_gateway_shard::messages::ShardCommand;
 use mcp_gateway_shard::relay::{read_append, write_all};
@@ -27,6 +29,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// What one management connection knows about where it came from.
 #[derive(Clone, Copy)]
 struct Peer {
+    addr: std::net::SocketAddr,
     is_loopback: bool,
     listener_is_loopback: bool,
 }
@@ -50,6 +53,7 @@ pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>, shards: Sha
             }
             Ok((stream, peer)) => {
                 let peer = Peer {
+                    addr: peer,
                     is_loopback: peer.ip().is_loopback(),
                     listener_is_loopback,
                 };
@@ -123,97 +127,168 @@ async fn connection(
     // answer): a slow client cannot hold the connection past it.
     let mut head_deadline: Option<monoio::time::Instant> = None;
     loop {
-        let mut head_only = false;
-        let (status, content_type, body, close, consumed): (u16, &str, bytes::Bytes, bool, usize) = {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            match request::parse(&buf, &mut headers) {
-                Ok(Some(head)) if head.path().starts_with("/admin/") => {
-                    head_only = head.is_head();
-                    let has_body =
-                        !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);
-                    let req = AdminRequest {
-                        method: head.method.to_string(),
-                        target: head.target.to_string(),
-                        authorization: head
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-                            .map(|h| String::from_utf8_lossy(h.value).into_owned()),
-                        peer_is_loopback: peer.is_loopback,
-                        listener_is_loopback: peer.listener_is_loopback,
-                        local_browser_context: local_browser_context(&head),
-                    };
-                    let close = !head.keep_alive || has_body;
-                    let consumed = head.head_len;
-                    let config = state.borrow().config.clone();
-                    let (status, body) = admin::answer(&config, &shards, req).await;
-                    (status, "application/json", body.into(), close, consumed)
+        let deadline =
+            *head_deadline.get_or_insert_with(|| monoio::time::Instant::now() + head_timeout);
+        let step = next_step(&buf, peer);
+        let reply = match step {
+            Step::ReadMore => {
+                let read = read_append(&mut stream, &mut buf, 4096);
+                match monoio::time::timeout_at(deadline, read).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => return,
                 }
-                Ok(Some(head)) => {
-                    head_only = head.is_head();
-                    let has_body =
-                        !matches!(head.framing, mcp_gateway_shard::http::BodyFraming::Empty);
-                    let (status, ct, body) = answer(&state, head.method, head.path());
-                    (
-                        status,
-                        ct,
-                        body,
-                        !head.keep_alive || has_body,
-                        head.head_len,
-                    )
-                }
-                Ok(None) if buf.len() < MAX_HEAD => {
-                    // Each head must be complete within the header timeout; an idle
-                    // keep-alive connection is closed after as long.
-                    let deadline = *head_deadline
-                        .get_or_insert_with(|| monoio::time::Instant::now() + head_timeout);
-                    let read = read_append(&mut stream, &mut buf, 4096);
+            }
+            Step::Answer(reply) => reply,
+            Step::Admin(req, head) => {
+                let config = state.borrow().config.clone();
+                let (status, body) = admin::answer(&config, &shards, req).await;
+                head.reply(status, "application/json", body.into())
+            }
+            Step::Api(req, head, body_len) => {
+                // The body must arrive within the same deadline as the head.
+                while buf.len() < head.consumed + body_len {
+                    let read = read_append(&mut stream, &mut buf, 64 * 1024);
                     match monoio::time::timeout_at(deadline, read).await {
-                        Ok(Ok(n)) if n > 0 => continue,
+                        Ok(Ok(n)) if n > 0 => {}
                         _ => return,
                     }
                 }
-                Ok(None) => (
-                    431,
-                    "application/json",
-                    encode::error_body(431, "request header fields too large", b"").into(),
-                    true,
-                    0,
-                ),
-                Err(e) => (
-                    400,
-                    "application/json",
-                    encode::error_body(400, &e.to_string(), b"").into(),
-                    true,
-                    0,
-                ),
+                let body = buf[head.consumed..head.consumed + body_len].to_vec();
+                let req = api::ApiRequest {
+                    admin: req,
+                    body,
+                    peer: peer.addr,
+                };
+                let (status, value) = api::answer(&state, &shards, req).await;
+                let body = serde_json::to_vec(&value).unwrap_or_default();
+                let mut reply = head.reply(status, "application/json", body.into());
+                reply.consumed += body_len;
+                reply
+            }
+            Step::Page(method, path, head) => {
+                let (status, ct, body) = answer(&state, &method, &path);
+                head.reply(status, ct, body)
             }
         };
-        buf.drain(..consumed);
+        buf.drain(..reply.consumed.min(buf.len()));
         out.clear();
         let date = encode::http_date(std::time::SystemTime::now());
         encode::local_response(
             &mut out,
             date.as_bytes(),
             &LocalResponse {
-                status,
-                content_type,
-                body: &body,
-                close,
+                status: reply.status,
+                content_type: reply.content_type,
+                body: &reply.body,
+                close: reply.close,
                 request_id: b"",
                 extra: &["Cache-Control: no-store"],
             },
         );
-        if head_only {
-            out.truncate(out.len() - body.len());
+        if reply.head_only {
+            out.truncate(out.len() - reply.body.len());
         }
         let write = write_all(&mut stream, &mut out);
         let written = monoio::time::timeout(head_timeout, write).await;
         head_deadline = None;
-        if !matches!(written, Ok(Ok(()))) || close {
+        if !matches!(written, Ok(Ok(()))) || reply.close {
             return;
         }
     }
+}
+
+/// What a parsed head asks for, owning what it needs of the buffer.
+enum Step {
+    ReadMore,
+    Answer(Reply),
+    Admin(AdminRequest, HeadFacts),
+    /// An `/api` request and its body's length (read next).
+    Api(AdminRequest, HeadFacts, usize),
+    Page(String, String, HeadFacts),
+}
+
+/// What the answer needs of a request head.
+struct HeadFacts {
+    consumed: usize,
+    close: bool,
+    head_only: bool,
+}
+
+impl HeadFacts {
+    fn reply(self, status: u16, content_type: &'static str, body: bytes::Bytes) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body,
+            close: self.close,
+            consumed: self.consumed,
+            head_only: self.head_only,
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: bytes::Bytes,
+    close: bool,
+    consumed: usize,
+    head_only: bool,
+}
+
+fn refusal(status: u16, message: &str) -> Step {
+    Step::Answer(Reply {
+        status,
+        content_type: "application/json",
+        body: encode::error_body(status, message, b"").into(),
+        close: true,
+        consumed: 0,
+        head_only: false,
+    })
+}
+
+fn next_step(buf: &[u8], peer: Peer) -> Step {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let head = match request::parse(buf, &mut headers) {
+        Ok(Some(head)) => head,
+        Ok(None) if buf.len() < MAX_HEAD => return Step::ReadMore,
+        Ok(None) => return refusal(431, "request header fields too large"),
+        Err(e) => return refusal(400, &e.to_string()),
+    };
+    let path = head.path();
+    let admin = || AdminRequest {
+        method: head.method.to_string(),
+        target: head.target.to_string(),
+        authorization: head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned()),
+        peer_is_loopback: peer.is_loopback,
+        listener_is_loopback: peer.listener_is_loopback,
+        local_browser_context: local_browser_context(&head),
+    };
+    let has_body = !matches!(head.framing, BodyFraming::Empty);
+    let facts = |close_for_body: bool| HeadFacts {
+        consumed: head.head_len,
+        close: !head.keep_alive || close_for_body,
+        head_only: head.is_head(),
+    };
+    if path == "/api" || path.starts_with("/api/") {
+        return match head.framing {
+            BodyFraming::Empty => Step::Api(admin(), facts(false), 0),
+            BodyFraming::Length(n) if n as usize <= api::MAX_BODY => {
+                Step::Api(admin(), facts(false), n as usize)
+            }
+            BodyFraming::Length(_) => refusal(413, "the API takes bodies up to 8 MiB"),
+            _ => refusal(411, "the API needs a Content-Length body"),
+        };
+    }
+    // The other routes take no body: one is not read, and the connection closes after.
+    if path.starts_with("/admin/") {
+        return Step::Admin(admin(), facts(has_body));
+    }
+    Step::Page(head.method.to_string(), path.to_string(), facts(has_body))
 }
 
 fn answer(

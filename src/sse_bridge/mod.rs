@@ -39,7 +39,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 struct Bridge {
-    config: Arc<GatewayConfig>,
+    /// The current config generation (upstreams by slot, as the shards have them).
+    config: std::cell::RefCell<Arc<GatewayConfig>>,
     sessions: Sessions,
     /// `/mcp/{id}` sessions in front of legacy servers (`reverse`).
     reverse: Rc<ReverseSessions>,
@@ -47,10 +48,10 @@ struct Bridge {
 
 /// Binds the bridge's loopback listener and starts its thread, if there are servers (each
 /// may need it: legacy clients of modern servers, or modern clients of legacy servers).
-pub fn start(config: &Arc<GatewayConfig>) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
-    if config.upstreams.is_empty() {
-        return Ok(None);
-    }
+pub fn start(
+    config: &Arc<GatewayConfig>,
+    updates: crossbeam_channel::Receiver<Arc<GatewayConfig>>,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -58,7 +59,8 @@ pub fn start(config: &Arc<GatewayConfig>) -> anyhow::Result<Option<(SocketAddr, 
     let thread = std::thread::Builder::new()
         .name("sse-bridge".into())
         .spawn(move || {
-            let run = mcp_gateway_shard::runtime::block_on(move || serve(listener, config));
+            let run =
+                mcp_gateway_shard::runtime::block_on(move || serve(listener, config, updates));
             if let Err(e) = run {
                 tracing::error!(error = %e, "sse bridge runtime failed to start");
             }
@@ -67,7 +69,11 @@ pub fn start(config: &Arc<GatewayConfig>) -> anyhow::Result<Option<(SocketAddr, 
     Ok(Some((addr, thread)))
 }
 
-async fn serve(listener: std::net::TcpListener, config: Arc<GatewayConfig>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    config: Arc<GatewayConfig>,
+    updates: crossbeam_channel::Receiver<Arc<GatewayConfig>>,
+) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -76,10 +82,11 @@ async fn serve(listener: std::net::TcpListener, config: Arc<GatewayConfig>) {
         }
     };
     let bridge = Rc::new(Bridge {
-        config,
+        config: std::cell::RefCell::new(config),
         sessions: Sessions::default(),
         reverse: Rc::default(),
     });
+    monoio::spawn(follow_reloads(bridge.clone(), updates));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -93,6 +100,33 @@ async fn serve(listener: std::net::TcpListener, config: Arc<GatewayConfig>) {
         }
     }
 }
+
+impl Bridge {
+    fn config(&self) -> Arc<GatewayConfig> {
+        self.config.borrow().clone()
+    }
+}
+
+/// Takes each new config generation; sessions keep their slot, which stays valid.
+async fn follow_reloads(
+    bridge: Rc<Bridge>,
+    updates: crossbeam_channel::Receiver<Arc<GatewayConfig>>,
+) {
+    loop {
+        monoio::time::sleep(RELOAD_POLL).await;
+        loop {
+            match updates.try_recv() {
+                Ok(config) => *bridge.config.borrow_mut() = config,
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                // No management shard (a test's bridge): nothing will come.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// How often the bridge looks for a new config generation.
+const RELOAD_POLL: Duration = Duration::from_millis(100);
 
 /// The bridge's answer head, ended by closing; CORS headers for an allowed browser origin
 /// (shards only pass allowed ones on).
@@ -141,7 +175,8 @@ async fn reply(
 }
 
 async fn handle(bridge: Rc<Bridge>, mut stream: TcpStream) {
-    let limits = &bridge.config.server.limits;
+    let config = bridge.config();
+    let limits = &config.server.limits;
     let deadline = Instant::now() + limits.header_timeout;
     let Ok((req, body)) = client::read_request(&mut stream, deadline).await else {
         return;
@@ -159,7 +194,7 @@ async fn handle(bridge: Rc<Bridge>, mut stream: TcpStream) {
         ("GET", ["open", upstream, id]) => {
             let upstream = upstream.parse::<usize>().ok().filter(|i| {
                 bridge
-                    .config
+                    .config()
                     .upstreams
                     .get(*i)
                     .is_some_and(|u| u.transport != Transport::Sse)
@@ -206,7 +241,8 @@ async fn message(
     origin: Option<&[u8]>,
     request_id: &[u8],
 ) {
-    let limits = &bridge.config.server.limits;
+    let config = bridge.config();
+    let limits = &config.server.limits;
     let body = match body
         .read_all(&mut stream, limits.header_timeout, limits.max_body_bytes)
         .await
@@ -256,7 +292,7 @@ async fn stream_session(
     sse_event::write_event(&mut out, "endpoint", endpoint.as_bytes());
     let mut open = client::write_all(&mut stream, out).await.is_ok();
     if open {
-        monoio::spawn(upstream::sender(session.clone(), bridge.config.clone()));
+        monoio::spawn(upstream::sender(session.clone(), bridge.config()));
         tracing::debug!(session = %session.id, upstream = session.upstream, "bridged legacy session opened");
     }
     while open {
@@ -277,6 +313,6 @@ async fn stream_session(
     }
     bridge.sessions.remove(&session.id);
     session.close();
-    upstream::end(&session, &bridge.config).await;
+    upstream::end(&session, &bridge.config()).await;
     tracing::debug!(session = %session.id, "bridged legacy session closed");
 }

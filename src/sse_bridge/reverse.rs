@@ -73,7 +73,7 @@ pub async fn handle(
 ) {
     let upstream = upstream.parse::<usize>().ok().filter(|i| {
         bridge
-            .config
+            .config()
             .upstreams
             .get(*i)
             .is_some_and(|u| u.transport == mcp_gateway_config::Transport::Sse)
@@ -117,7 +117,8 @@ async fn post(
     session: Option<Rc<ReverseSession>>,
     request_id: &[u8],
 ) {
-    let limits = &bridge.config.server.limits;
+    let config = bridge.config();
+    let limits = &config.server.limits;
     let read = body
         .read_all(&mut stream, limits.header_timeout, limits.max_body_bytes)
         .await;
@@ -130,7 +131,7 @@ async fn post(
         return reply(&mut stream, 400, why, None, request_id).await;
     };
     let timeout = bridge
-        .config
+        .config()
         .upstreams
         .get(upstream)
         .map_or(limits.header_timeout, |u| u.timeout);
@@ -141,7 +142,7 @@ async fn post(
         None if kind.initialize => {
             let auth = authorization.map(<[u8]>::to_vec);
             let opened =
-                reverse_session::open(&bridge.config, &bridge.reverse, upstream, auth, deadline)
+                reverse_session::open(&bridge.config(), &bridge.reverse, upstream, auth, deadline)
                     .await;
             match opened {
                 Ok(s) => (s, true),
@@ -173,7 +174,7 @@ async fn post(
             }
         }
     }
-    let config = bridge.config.clone();
+    let config = bridge.config();
     if let Err(e) = reverse_session::post(&config, &session, &body, authorization, deadline).await {
         forget(&session, &kind);
         if opened {

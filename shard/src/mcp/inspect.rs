@@ -29,7 +29,7 @@ pub async fn check(
     conn: &mut Conn,
     framing: BodyFraming,
     check: &BodyCheck,
-    upstream: usize,
+    policy: &mcp_gateway_config::Policy,
     wait: Duration,
 ) -> Result<(), Refusal> {
     let len = match framing {
@@ -50,7 +50,6 @@ pub async fn check(
         Err(BufferError::Gone) => return Err(Refusal::Gone),
     }
     let body = &conn.rbuf[conn.rpos..conn.rpos + len];
-    let policy = &shard.config.upstreams[upstream].policy;
     match stateless::check_body(body, check, policy) {
         Ok(method) => {
             if let Some(slot) = method {

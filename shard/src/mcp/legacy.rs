@@ -24,6 +24,7 @@ use crate::http::encode;
 use crate::http::request::RequestHead;
 use crate::http::BodyFraming;
 use crate::router::Target;
+use crate::snapshot::Snapshot;
 use crate::state::Shard;
 use mcp_gateway_config::Transport;
 
@@ -41,6 +42,8 @@ pub struct LegacyStream {
     pub id: Box<str>,
     pub upstream: usize,
     pub replica: u64,
+    /// The server's SSE path, against which its `endpoint` event is resolved.
+    pub sse_path: String,
 }
 
 /// What the bridge is asked to do.
@@ -72,9 +75,8 @@ pub enum LegacyPlan {
 }
 
 /// Whether this upstream only speaks the legacy transport.
-pub fn is_legacy(shard: &Shard, upstream: usize) -> bool {
-    shard
-        .config
+pub fn is_legacy(snap: &Snapshot, upstream: usize) -> bool {
+    snap.config
         .upstreams
         .get(upstream)
         .is_some_and(|u| u.transport == Transport::Sse)
@@ -84,12 +86,13 @@ pub fn is_legacy(shard: &Shard, upstream: usize) -> bool {
 pub fn plan(
     head: &RequestHead<'_, '_>,
     shard: &Shard,
+    snap: &Snapshot,
     target: Target,
     id: &str,
     message: bool,
     query: &str,
 ) -> Result<LegacyPlan, GatewayError> {
-    if let Some(origin) = super::route::browser_preflight(head, shard)? {
+    if let Some(origin) = super::route::browser_preflight(head, snap)? {
         return Ok(LegacyPlan::Preflight { origin });
     }
     if message {
@@ -98,7 +101,7 @@ pub fn plan(
                 "the legacy message endpoint takes POST",
             ));
         }
-        return plan_message(shard, target, query);
+        return plan_message(shard, snap, target, query);
     }
     if head.method != "GET" {
         return Err(GatewayError::BadRequest(
@@ -115,7 +118,7 @@ pub fn plan(
             .pick_in_group(g, false)
             .ok_or(GatewayError::NoHealthyUpstream)?,
     };
-    if !is_legacy(shard, upstream) {
+    if !is_legacy(snap, upstream) {
         return Ok(LegacyPlan::Bridge(BridgeCall::Open { upstream }));
     }
     Ok(LegacyPlan::Stream {
@@ -123,12 +126,18 @@ pub fn plan(
         stream: LegacyStream {
             id: id.into(),
             upstream,
-            replica: shard.routes.replica_ids[upstream],
+            replica: snap.routes.replica_ids[upstream],
+            sse_path: snap.config.upstreams[upstream].base_path.clone(),
         },
     })
 }
 
-fn plan_message(shard: &Shard, target: Target, query: &str) -> Result<LegacyPlan, GatewayError> {
+fn plan_message(
+    shard: &Shard,
+    snap: &Snapshot,
+    target: Target,
+    query: &str,
+) -> Result<LegacyPlan, GatewayError> {
     let token =
         query_param(query, "t").ok_or(GatewayError::SessionNotFound(TokenError::Malformed))?;
     if let Some(session) = token.strip_prefix(BRIDGE_SESSION_PREFIX) {
@@ -146,14 +155,14 @@ fn plan_message(shard: &Shard, target: Target, query: &str) -> Result<LegacyPlan
         .open_endpoint(token.as_bytes(), now_unix())
         .map_err(GatewayError::SessionNotFound)?;
     // The replica must still be configured, serve this target, and be up.
-    let upstream = shard
+    let upstream = snap
         .routes
         .replica(opened.replica)
-        .filter(|i| shard.routes.serves(target, *i) && shard.is_healthy(*i))
+        .filter(|i| snap.routes.serves(target, *i) && shard.is_healthy(*i))
         .ok_or(GatewayError::SessionNotFound(TokenError::Gone))?;
     let endpoint = String::from_utf8(opened.upstream_session)
         .map_err(|_| GatewayError::SessionNotFound(TokenError::Forged))?;
-    let policy = &shard.config.upstreams[upstream].policy;
+    let policy = &snap.config.upstreams[upstream].policy;
     let body_check = (!policy.is_empty()).then_some(BodyCheck {
         method: None,
         name: None,
@@ -244,13 +253,7 @@ pub fn rewrite_endpoint(
     out: &mut Vec<u8>,
 ) -> Option<()> {
     let data = Event::parse(block).data?;
-    let sse_path = shard
-        .config
-        .upstreams
-        .get(stream.upstream)?
-        .base_path
-        .as_str();
-    let endpoint = resolve_endpoint(&data, sse_path)?;
+    let endpoint = resolve_endpoint(&data, &stream.sse_path)?;
     let token = shard
         .sessions
         .borrow_mut()

@@ -9,6 +9,7 @@ use super::stateless::{self, BodyCheck};
 use crate::error::GatewayError;
 use crate::http::request::RequestHead;
 use crate::router::Target;
+use crate::snapshot::Snapshot;
 use crate::state::Shard;
 
 /// What the response side needs to finish an MCP exchange.
@@ -69,14 +70,14 @@ pub fn header<'b>(head: &RequestHead<'_, 'b>, name: &str) -> Option<&'b [u8]> {
 /// a CORS preflight from an allowed one is answered by the gateway (its origin returned).
 pub fn browser_preflight(
     head: &RequestHead<'_, '_>,
-    shard: &Shard,
+    snap: &Snapshot,
 ) -> Result<Option<Vec<u8>>, GatewayError> {
-    if !shard.origins.allows_host(|| header(head, "host")) {
+    if !snap.origins.allows_host(|| header(head, "host")) {
         return Err(GatewayError::Forbidden("host not allowed"));
     }
     let origin = header(head, "origin");
     if let Some(o) = origin {
-        if !shard.origins.allows(o) {
+        if !snap.origins.allows(o) {
             return Err(GatewayError::Forbidden("origin not allowed"));
         }
     }
@@ -88,9 +89,10 @@ pub fn browser_preflight(
 pub fn plan(
     head: &RequestHead<'_, '_>,
     shard: &Shard,
+    snap: &Snapshot,
     target: Target,
 ) -> Result<McpPlan, GatewayError> {
-    if let Some(origin) = browser_preflight(head, shard)? {
+    if let Some(origin) = browser_preflight(head, snap)? {
         return Ok(McpPlan::Preflight { origin });
     }
     if let Some(v) = header(head, "mcp-protocol-version") {
@@ -113,10 +115,10 @@ pub fn plan(
                 .open(token, now)
                 .map_err(GatewayError::SessionNotFound)?;
             // The replica must still be configured, serve this target, and be up.
-            let upstream = shard
+            let upstream = snap
                 .routes
                 .replica(opened.replica)
-                .filter(|i| shard.routes.serves(target, *i) && shard.is_healthy(*i))
+                .filter(|i| snap.routes.serves(target, *i) && shard.is_healthy(*i))
                 .ok_or(GatewayError::SessionNotFound(
                     crate::mcp::session::TokenError::Gone,
                 ))?;
@@ -137,7 +139,7 @@ pub fn plan(
             (upstream, None)
         }
     };
-    let body_check = authorize(head, shard, upstream, &routing)?;
+    let body_check = authorize(head, shard, snap, upstream, &routing)?;
     let store_key = match (&session, &shard.store) {
         (Some(resumed), Some(_)) => crate::store::key_of(&resumed.token),
         _ => None,
@@ -145,7 +147,7 @@ pub fn plan(
     Ok(McpPlan::Forward {
         upstream,
         reply: McpReply {
-            replica: shard.routes.replica_ids[upstream],
+            replica: snap.routes.replica_ids[upstream],
             stateless: routing.method.is_some() && session.is_none(),
             listen: routing.method.is_some_and(stateless::is_listen),
             resumed: session,
@@ -160,12 +162,13 @@ pub fn plan(
 fn authorize(
     head: &RequestHead<'_, '_>,
     shard: &Shard,
+    snap: &Snapshot,
     upstream: usize,
     routing: &stateless::RoutingHeaders<'_>,
 ) -> Result<Option<BodyCheck>, GatewayError> {
     let name = routing.name.map(stateless::decode_name);
     let name = name.as_ref().and_then(|n| n.as_deref());
-    let policy = &shard.config.upstreams[upstream].policy;
+    let policy = &snap.config.upstreams[upstream].policy;
     if let Some(method) = routing.method {
         shard
             .metrics
