@@ -332,6 +332,7 @@ async fn proxy(
     index: usize,
     out: &mut Vec<u8>,
 ) -> bool {
+    let _in_flight = InFlight::new(shard, index);
     let server = &p.snap.config.server;
     let upstream = &p.snap.config.upstreams[index];
     let max_body = server.limits.max_body_bytes;
@@ -474,6 +475,28 @@ async fn proxy(
             m.error(crate::error::ErrorKind::SendTimeout);
             m.client_abort();
             false
+        }
+    }
+}
+
+/// Counts a request in flight to one upstream slot until dropped, however it ends (a
+/// removed server is drained when none is left).
+struct InFlight<'a> {
+    shard: &'a Shard,
+    slot: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(shard: &'a Shard, slot: usize) -> Self {
+        shard.metrics.borrow_mut().upstream_in_flight(slot, true);
+        InFlight { shard, slot }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.shard.metrics.try_borrow_mut() {
+            m.upstream_in_flight(self.slot, false);
         }
     }
 }

@@ -150,6 +150,7 @@ impl Call<'_> {
         match load_and_apply(self.state, self.shards, source, &by).await {
             Ok(report) => {
                 let mut body = applied(&report);
+                body["shardsOn"] = json!(self.shards_on(report.generation).await);
                 if self.persist {
                     match self.write_file(text).await {
                         Ok(path) => body["persisted"] = json!(path),
@@ -181,6 +182,28 @@ impl Call<'_> {
         self.state.borrow_mut().reload.file_sha256 = sha;
         tracing::info!(peer = %self.peer, path = %path.display(), "admin API: config written to the file (previous kept as .bak)");
         Ok(path.display().to_string())
+    }
+
+    /// Waits (a few ticks at most) until every shard runs `generation`, so that an answer
+    /// means the change is in force; returns the generation they all run.
+    pub async fn shards_on(&self, generation: u64) -> u64 {
+        let tick = self.state.borrow().config.monitoring.metrics_tick;
+        let deadline = std::time::Instant::now() + tick * 8;
+        loop {
+            let on = self
+                .state
+                .borrow()
+                .totals
+                .generations
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(generation);
+            if on >= generation || std::time::Instant::now() >= deadline {
+                return on;
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn turn(&self) -> Turn {

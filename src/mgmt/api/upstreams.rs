@@ -173,7 +173,9 @@ pub async fn change(call: &Call<'_>, id: &str, body: &[u8]) -> Answer {
         tracing::info!(peer = %call.peer, upstream = id, draining = drain, "admin API: drain changed");
         answer.1["draining"] = json!(drain);
         if let Some(report) = report {
-            answer.1["drain"] = applied(&report);
+            let mut drained = applied(&report);
+            drained["shardsOn"] = json!(call.shards_on(report.generation).await);
+            answer.1["drain"] = drained;
         }
     }
     answer
