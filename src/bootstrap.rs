@@ -175,6 +175,7 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
             commands,
             tick: config.monitoring.metrics_tick,
             sse_bridge,
+            filters: mcp_gateway_shard::filter::Filters::new(),
         })?);
     }
     Ok(Running {

@@ -13,7 +13,7 @@
 mod common;
 mod mcp_support;
 
-use common::{config, eventually, request_bytes, Gateway};
+use common::{config, eventually, example_program, request_bytes, Gateway};
 use mcp_support::{fresh, init_body, mcp_headers, rpc, with_session};
 use rmcp::{
     model::{
@@ -35,35 +35,11 @@ use tokio::time::timeout;
 // The stdio server program and configs
 // ---------------------------------------------------------------------------------------
 
-/// `target/<profile>/examples/stdio_mcp_server`, next to this test's own `deps/` folder.
-/// `cargo test` and `cargo build --all-targets` build it; `cargo test --test stdio` alone
-/// does not, so then it is built here once.
+/// The rmcp stdio server program (`examples/stdio_mcp_server.rs`), built once if needed.
 fn server_program() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>/deps/<test>");
-            let program = profile_dir.join("examples").join("stdio_mcp_server");
-            if !program.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-                let status = std::process::Command::new(cargo)
-                    .args(["build", "--example", "stdio_mcp_server"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .status()
-                    .expect("run cargo build --example stdio_mcp_server");
-                assert!(status.success(), "building the stdio test server failed");
-            }
-            assert!(
-                program.exists(),
-                "no stdio test server at {}",
-                program.display()
-            );
-            program
-        })
+        .get_or_init(|| example_program("stdio_mcp_server"))
         .clone()
 }
 

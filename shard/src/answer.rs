@@ -4,11 +4,11 @@
 //! Owns: how those responses are written. Must not: decide what to answer (the pipeline
 //! does) or talk to upstreams.
 
-use crate::connection::Conn;
+use crate::client::Conn;
+use crate::context::RequestCtx;
 use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::mcp;
-use crate::pipeline::Prepared;
 use crate::request_id::RequestId;
 
 use crate::router::LocalPage;
@@ -17,7 +17,7 @@ use crate::state::Shard;
 pub async fn respond_page(
     shard: &Shard,
     conn: &mut Conn,
-    p: &Prepared,
+    p: &RequestCtx,
     page: LocalPage,
     out: &mut Vec<u8>,
     body_skipped: bool,
@@ -41,7 +41,7 @@ pub async fn respond_page(
 /// Writes the page's response into `out`; its status, or `None` if it is not rendered.
 fn encode_page(
     shard: &Shard,
-    p: &Prepared,
+    p: &RequestCtx,
     page: LocalPage,
     keep_open: bool,
     out: &mut Vec<u8>,
@@ -108,7 +108,7 @@ impl<'a> ErrorStyle<'a> {
 pub async fn respond_preflight(
     shard: &Shard,
     conn: &mut Conn,
-    p: &Prepared,
+    p: &RequestCtx,
     origin: &[u8],
     out: &mut Vec<u8>,
     body_skipped: bool,
@@ -133,7 +133,7 @@ pub async fn respond_preflight(
 pub async fn respond_options(
     shard: &Shard,
     conn: &mut Conn,
-    p: &Prepared,
+    p: &RequestCtx,
     out: &mut Vec<u8>,
     body_skipped: bool,
 ) -> bool {
@@ -145,7 +145,7 @@ pub async fn respond_options(
 async fn respond_no_content(
     shard: &Shard,
     conn: &mut Conn,
-    p: &Prepared,
+    p: &RequestCtx,
     extra: &[&str],
     out: &mut Vec<u8>,
     body_skipped: bool,

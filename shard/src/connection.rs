@@ -7,78 +7,25 @@
 //! what a refused head needs.
 
 use crate::catch_panic::CatchPanic;
+use crate::client::Conn;
+use crate::context::RequestCtx;
 use crate::error::GatewayError;
 use crate::http::request::{self, RequestError};
-use crate::pipeline::{self, Prepared};
-use crate::relay::{read_append, write_all_within};
+use crate::pipeline;
+use crate::relay::read_append;
 use crate::state::Shard;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Headers per request; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
 /// Read-buffer growth step; an idle connection holds about this much.
 const READ_CHUNK: usize = 4096;
 
-pub struct Conn {
-    pub stream: TcpStream,
-    /// The client's address as text, written into `X-Forwarded-For`.
-    pub peer_ip: String,
-    /// The peer is one of `server.trustedProxies`: its forwarding headers pass on.
-    pub trusted_proxy: bool,
-    /// Bytes read from the client; `rbuf[rpos..]` is not consumed yet.
-    pub rbuf: Vec<u8>,
-    pub rpos: usize,
-    /// `server.limits.sendTimeout`: the longest a write to the client may make no progress.
-    pub send_timeout: Duration,
-}
-
-/// Why a request body could not be buffered whole.
-pub enum BufferError {
-    Timeout,
-    Gone,
-}
-
-impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, shard: &Shard) -> Conn {
-        let snap = shard.snapshot();
-        let server = &snap.config.server;
-        Conn {
-            stream,
-            peer_ip: peer.ip().to_string(),
-            trusted_proxy: server.trusted_proxies.iter().any(|b| b.contains(peer.ip())),
-            rbuf: Vec::new(),
-            rpos: 0,
-            send_timeout: server.limits.send_timeout,
-        }
-    }
-
-    /// Writes all of `buf` to the client; `TimedOut` when the client reads none of it for
-    /// `send_timeout` (it is cut, so a slow reader cannot hold an upstream connection).
-    pub async fn send(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        write_all_within(&mut self.stream, buf, self.send_timeout).await
-    }
-
-    /// Reads until `len` bytes after `rpos` are in the buffer (the caller bounds `len`).
-    pub async fn buffer_body(&mut self, len: usize, deadline: Instant) -> Result<(), BufferError> {
-        while self.rbuf.len() - self.rpos < len {
-            let want = len - (self.rbuf.len() - self.rpos);
-            let read = read_append(&mut self.stream, &mut self.rbuf, want);
-            match monoio::time::timeout_at(deadline, read).await {
-                Err(_) => return Err(BufferError::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(BufferError::Gone),
-                Ok(Ok(_)) => {}
-            }
-        }
-        Ok(())
-    }
-}
-
 enum Next {
-    Request(Box<Prepared>),
+    Request(Box<RequestCtx>),
     Refuse(GatewayError),
     Close,
 }

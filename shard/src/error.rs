@@ -67,6 +67,9 @@ pub enum GatewayError {
     /// 501: a method longer than any registered one, or a transfer coding other than chunked.
     #[error("not supported by the gateway (method or transfer coding)")]
     NotImplemented,
+    /// Answered by a custom request filter (`filter::RequestFilter`); status 400..=599.
+    #[error("{message}")]
+    Filtered { status: u16, message: String },
 }
 
 impl GatewayError {
@@ -91,6 +94,7 @@ impl GatewayError {
             | GatewayError::TooManyConnections => 503,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
+            GatewayError::Filtered { status, .. } => *status,
         }
     }
 
@@ -111,7 +115,8 @@ impl GatewayError {
             | GatewayError::LengthRequired
             | GatewayError::BodyTimeout
             | GatewayError::MethodNotAllowed
-            | GatewayError::NotImplemented => Side::Downstream,
+            | GatewayError::NotImplemented
+            | GatewayError::Filtered { .. } => Side::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
@@ -171,6 +176,7 @@ impl GatewayError {
             GatewayError::BodyTimeout => ErrorKind::BodyTimeout,
             GatewayError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             GatewayError::NotImplemented => ErrorKind::NotImplemented,
+            GatewayError::Filtered { .. } => ErrorKind::Filtered,
         }
     }
 
@@ -200,7 +206,7 @@ impl GatewayError {
             GatewayError::HeaderMismatch(_) => -32020,
             GatewayError::BadJson => -32700,
             // Server-defined range: refused by the gateway's authorization.
-            GatewayError::PolicyDenied(_) => -32003,
+            GatewayError::PolicyDenied(_) | GatewayError::Filtered { .. } => -32003,
             GatewayError::LengthRequired
             | GatewayError::BadRequest(_)
             | GatewayError::UnsupportedProtocolVersion
@@ -238,10 +244,12 @@ pub enum ErrorKind {
     /// A response the client did not read within `server.limits.sendTimeout` (no answer
     /// is possible: the response was under way).
     SendTimeout,
+    /// Answered by a custom request filter.
+    Filtered,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::BadRequest,
         ErrorKind::HeadersTooLarge,
         ErrorKind::BodyTooLarge,
@@ -263,6 +271,7 @@ impl ErrorKind {
         ErrorKind::MethodNotAllowed,
         ErrorKind::NotImplemented,
         ErrorKind::SendTimeout,
+        ErrorKind::Filtered,
     ];
 
     pub fn label(self) -> &'static str {
@@ -288,6 +297,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::SendTimeout => "send_timeout",
+            ErrorKind::Filtered => "filtered",
         }
     }
 

@@ -10,7 +10,7 @@
 //! Owns: telling a hang-up from pipelined bytes. Must not: lose upstream bytes (the read in
 //! progress is never dropped unless the exchange is being abandoned).
 
-use crate::connection::Conn;
+use crate::client::Conn;
 use crate::relay::read_append;
 use crate::state::BUFFER_SIZE;
 use monoio::net::TcpStream;

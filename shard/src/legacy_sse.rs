@@ -5,7 +5,7 @@
 //! Owns: those two copy loops. Must not: decide routes or tokens (`mcp::legacy`), or keep
 //! state between requests.
 
-use crate::connection::Conn;
+use crate::client::Conn;
 use crate::error::GatewayError;
 use crate::http::BodyFraming;
 use crate::mcp::legacy::{self, LegacyStream, Scan, MAX_ENDPOINT_PREFIX};

@@ -1,250 +1,86 @@
-//! The life of one request, phase by phase, top to bottom:
+//! The life of one request, top to bottom:
 //!
-//! 1. `prepare` (synchronous, borrowing the parsed head): count it, give it a request id,
-//!    route it (own page, `/mcp/{id}`, default group), choose the upstream, check the body
-//!    limit, and write the upstream request head.
-//! 2. `run`: answer own pages and refusals, or `proxy`: send the head and body upstream
-//!    (retrying once on a stale pooled connection), relay the response head and body back.
-//! 3. Record metrics and decide whether the client connection stays open.
+//! 1. `prepare` (synchronous, borrowing the parsed head): the phases of `phase`, in their
+//!    order, up to the request's action (an answer, or an upstream and its request head).
+//! 2. `run`: the phases that await (the session store), then answer own pages and
+//!    refusals, or `proxy`: send the head and body upstream (retrying once on a stale pooled
+//!    connection), relay the response head and body back.
+//! 3. Record metrics (the log phase) and decide whether the client connection stays open.
 //!
-//! Owns: the order of phases and the keep-alive decision. Must not: parse bytes itself
-//! (`http`), pick replicas (`balancer`), or manage sockets of the pool (`upstream`, `pool`).
+//! Owns: calling the phases in order, and the keep-alive decision. Must not: parse bytes
+//! itself (`http`), decide what a phase decides, or manage sockets of the pool (`upstream`,
+//! `pool`).
 
 use crate::answer::{respond_error, respond_page, respond_preflight, ErrorStyle};
-use crate::connection::{BufferError, Conn};
+use crate::client::{BufferError, Conn};
+use crate::context::{Action, RequestCtx};
 use crate::error::GatewayError;
+use crate::filter::FilterPhase;
 use crate::http::request::RequestHead;
 use crate::http::BodyFraming;
 use crate::legacy_sse::{self, BridgeEnd};
 use crate::mcp;
 use crate::mcp::inspect::Refusal;
-use crate::mcp::legacy::LegacyPlan;
-use crate::mcp::route::{McpPlan, McpReply};
 use crate::mcp::stateless::MAX_CHECKED_BODY;
+use crate::phase::{self, Step};
 use crate::relay::BodyLeft;
 use crate::request_id::RequestId;
-use crate::router::{self, LocalPage, Route};
-use crate::snapshot::Snapshot;
+use crate::router::LocalPage;
 use crate::state::Shard;
 use crate::upstream::{self, Exchange};
-use crate::upstream_head::{write_upstream_head, Peer, UpstreamTarget};
 use monoio::time::Instant;
 use std::rc::Rc;
 
 /// Bodies up to this size are read whole before going upstream (see `proxy`).
 const REPLAYABLE_BODY: u64 = 64 * 1024;
 
-pub enum Action {
-    Local(LocalPage),
-    /// `OPTIONS *`: what the gateway allows.
-    ServerOptions,
-    Proxy {
-        upstream: usize,
-    },
-    Reject(GatewayError),
-    /// A CORS preflight from this allowed origin.
-    Preflight(Vec<u8>),
-    /// A legacy-SSE request this process's bridge serves (its head is in `out`).
-    Bridge,
-}
-
-/// Phase 1's result: everything the async phases need, owning no borrow of the buffer.
-pub struct Prepared {
-    pub action: Action,
-    pub head_len: usize,
-    pub framing: BodyFraming,
-    pub keep_alive: bool,
-    pub expect_continue: bool,
-    pub is_head: bool,
-    pub is_post: bool,
-    pub is_delete: bool,
-    /// An idempotent method (RFC 9110 §9.2.2): may be sent upstream again.
-    pub idempotent: bool,
-    /// HTTP/1.1 client (an HTTP/1.0 one is forwarded as HTTP/1.0, not pooled).
-    pub http11: bool,
-    pub request_id: RequestId,
-    pub started: Instant,
-    /// For a proxied request: the upstream request head, written here.
-    pub out: Vec<u8>,
-    /// For an MCP request: what the response side needs (session sealing, CORS).
-    pub mcp: Option<McpReply>,
-    /// Errors are JSON-RPC error objects (MCP paths).
-    pub jsonrpc: bool,
-    /// An allowed browser `Origin` on an MCP path: CORS headers on the answer.
-    pub cors_origin: Option<Vec<u8>>,
-    /// The body must be read and checked (a server policy) before it goes upstream.
-    pub body_check: Option<mcp::stateless::BodyCheck>,
-    /// `loadBalancer.sticky`: the `Set-Cookie` value naming the chosen upstream.
-    pub set_cookie: Option<String>,
-    /// `sessions.store: "redis"`: the session the store must still hold.
-    pub store_key: Option<crate::store::SessionKey>,
-    /// A legacy SSE stream whose `endpoint` event is rewritten on its way back.
-    pub legacy: Option<mcp::legacy::LegacyStream>,
-    /// `/mcp/{id}` for a legacy-only server: the exchange goes to the SSE bridge.
-    pub reverse: bool,
-    /// The config generation the request started on; it ends on it too.
-    pub snap: Rc<Snapshot>,
-}
-
-/// Phase 1: route and build the upstream head while the parsed head is borrowed.
-pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Prepared {
-    shard.metrics.borrow_mut().request_started();
-    let request_id = RequestId::new(shard, head.request_id);
-    let mut out = shard.take_buffer();
-    let snap = shard.snapshot();
-    let limits = &snap.config.server.limits;
-    let mut mcp = None;
-    let mut body_check = None;
-    let mut set_cookie = None;
-    let mut store_key = None;
-    let (mut legacy, mut endpoint) = (None, None);
-    let mut reverse: Option<String> = None;
-    let route = router::route(head.method, head.target, &snap.routes);
-    let jsonrpc = matches!(
-        route,
-        Route::Mcp { .. } | Route::Sse { .. } | Route::UnknownServer(_)
-    );
-    let cors_origin = match route {
-        Route::Mcp { .. } | Route::Sse { .. } => mcp::route::header(head, "origin")
-            .filter(|o| snap.origins.allows(o))
-            .map(<[u8]>::to_vec),
-        _ => None,
-    };
-    let (action, rest) = match route {
-        Route::Local(page) => (Action::Local(page), ""),
-        Route::ServerOptions => (Action::ServerOptions, ""),
-        Route::UnknownServer(id) => (
-            Action::Reject(GatewayError::UnknownServer(id.to_string())),
-            "",
-        ),
-        Route::Sse {
-            target,
-            id,
-            message,
-            query,
-        } => match mcp::legacy::plan(head, shard, &snap, target, id, message, query) {
-            Ok(LegacyPlan::Preflight { origin }) => (Action::Preflight(origin), ""),
-            Ok(LegacyPlan::Stream { upstream, stream }) => {
-                legacy = Some(stream);
-                (Action::Proxy { upstream }, query)
+/// The phases that read the parsed head (see `phase` for the order and the contract), up to
+/// the request's [`Action`].
+pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> RequestCtx {
+    let mut ctx = RequestCtx::start(head, shard, conn.rpos);
+    let (mut req, step) = phase::route::run(head, &mut ctx);
+    macro_rules! then {
+        ($step:expr) => {
+            if let Step::Answer(action) = $step {
+                ctx.action = action;
+                return ctx;
             }
-            Ok(LegacyPlan::Message {
-                upstream,
-                endpoint: path,
-                body_check: check,
-            }) => {
-                endpoint = Some(path);
-                body_check = check;
-                (Action::Proxy { upstream }, "")
-            }
-            Ok(LegacyPlan::Bridge(call)) => {
-                let rid = request_id.as_bytes();
-                mcp::legacy::write_bridge_head(&mut out, head, &call, id, rid);
-                (Action::Bridge, "")
-            }
-            Err(e) => (Action::Reject(e), ""),
-        },
-        Route::Mcp { target, rest } => match mcp::route::plan(head, shard, &snap, target) {
-            Ok(McpPlan::Preflight { origin }) => (Action::Preflight(origin), ""),
-            Ok(McpPlan::Forward {
-                upstream,
-                reply,
-                body_check: check,
-                store_key: key,
-            }) => {
-                mcp = Some(reply);
-                body_check = check;
-                store_key = key;
-                // A legacy-only replica is reached through this process's bridge.
-                if mcp::legacy::is_legacy(&snap, upstream) {
-                    reverse = Some(format!("/reverse/{upstream}"));
-                }
-                (Action::Proxy { upstream }, rest)
-            }
-            Err(e) => (Action::Reject(e), ""),
-        },
-        Route::Default => match crate::sticky::pick_default(head, shard, &snap) {
-            Some(pick) => {
-                set_cookie = pick.set_cookie;
-                (
-                    Action::Proxy {
-                        upstream: pick.upstream,
-                    },
-                    head.target,
-                )
-            }
-            None => (Action::Reject(GatewayError::NoHealthyUpstream), ""),
-        },
-    };
-    let action = match (action, head.framing) {
-        (Action::Proxy { .. } | Action::Bridge, BodyFraming::Length(n))
-            if n > limits.max_body_bytes =>
-        {
-            Action::Reject(GatewayError::BodyTooLarge {
-                limit: limits.max_body_bytes,
-            })
-        }
-        (Action::Proxy { upstream }, _) => {
-            let config = &snap.config.upstreams[upstream];
-            let target = UpstreamTarget {
-                upstream: config,
-                // A legacy message goes to the endpoint the server named, not under its URL.
-                base_path: match (&endpoint, &reverse) {
-                    (Some(_), _) => "",
-                    (None, Some(path)) => path,
-                    (None, None) => &config.base_path,
-                },
-                rest: match (&endpoint, &reverse) {
-                    (Some(path), _) => path,
-                    (None, Some(_)) => "",
-                    (None, None) => rest,
-                },
-                session: mcp.as_ref().and_then(McpReply::upstream_session),
-            };
-            let peer = Peer {
-                ip: &conn.peer_ip,
-                trusted: conn.trusted_proxy,
-            };
-            write_upstream_head(&mut out, head, &target, &peer, &request_id);
-            Action::Proxy { upstream }
-        }
-        (action, _) => action,
-    };
-    Prepared {
-        action,
-        head_len: head.head_len,
-        framing: head.framing,
-        keep_alive: head.keep_alive,
-        expect_continue: head.expect_continue,
-        is_head: head.is_head(),
-        is_post: head.method == "POST",
-        is_delete: head.method == "DELETE",
-        idempotent: matches!(
-            head.method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
-        http11: head.minor_version == 1,
-        request_id,
-        started: Instant::now(),
-        out,
-        mcp,
-        jsonrpc,
-        cors_origin,
-        body_check,
-        set_cookie,
-        legacy,
-        store_key,
-        reverse: reverse.is_some(),
-        snap,
+        };
     }
+    then!(step);
+    then!(phase::origin::run(&req, &mut ctx));
+    then!(phase::filters::run(
+        &req,
+        shard,
+        conn,
+        &mut ctx,
+        FilterPhase::AfterRoute
+    ));
+    then!(phase::authenticate::run(&req, &mut ctx));
+    then!(phase::authorize::run(&req, &mut ctx));
+    then!(phase::rate_limit::run(&req, &mut ctx));
+    then!(phase::mcp_rules::run(&mut req, &mut ctx));
+    then!(phase::filters::run(
+        &req,
+        shard,
+        conn,
+        &mut ctx,
+        FilterPhase::BeforeUpstream
+    ));
+    then!(phase::cache::lookup(&req, &mut ctx));
+    ctx.action = phase::choose::run(&req, shard, conn, &mut ctx);
+    ctx
 }
 
 /// Phases 2 and 3. Returns whether the connection stays open.
-pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: Prepared) -> bool {
+pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool {
     conn.rpos += p.head_len;
     let mut out = std::mem::take(&mut p.out);
     let keep_open = match std::mem::replace(&mut p.action, Action::Local(LocalPage::Health)) {
-        Action::Proxy { upstream } => proxy(shard, conn, &p, upstream, &mut out).await,
+        Action::Proxy { upstream } => match proxy(shard, conn, &p, upstream, &mut out).await {
+            Proxied::Done(keep_open) => keep_open,
+            Proxied::Unreached(err) => failover(shard, conn, &mut p, upstream, err, &mut out).await,
+        },
         Action::Bridge => bridge(shard, conn, &p, &mut out).await,
         Action::Local(page) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
@@ -297,19 +133,8 @@ fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
     }
 }
 
-impl Prepared {
-    pub fn error_style(&self) -> ErrorStyle<'_> {
-        ErrorStyle {
-            request_id: &self.request_id,
-            jsonrpc: self.jsonrpc,
-            cors_origin: self.cors_origin.as_deref(),
-            head_only: self.is_head,
-        }
-    }
-}
-
 /// Phase 2 for a legacy-SSE request the bridge serves; the connection closes after it.
-async fn bridge(shard: &Shard, conn: &mut Conn, p: &Prepared, out: &mut Vec<u8>) -> bool {
+async fn bridge(shard: &Shard, conn: &mut Conn, p: &RequestCtx, out: &mut Vec<u8>) -> bool {
     match legacy_sse::bridge(shard, conn, p.framing, p.expect_continue, out).await {
         BridgeEnd::Answered { status, bytes } => {
             let latency = p.started.elapsed().as_micros() as u64;
@@ -328,23 +153,19 @@ async fn bridge(shard: &Shard, conn: &mut Conn, p: &Prepared, out: &mut Vec<u8>)
 async fn proxy(
     shard: &Rc<Shard>,
     conn: &mut Conn,
-    p: &Prepared,
+    p: &RequestCtx,
     index: usize,
     out: &mut Vec<u8>,
-) -> bool {
+) -> Proxied {
     let _in_flight = InFlight::new(shard, index);
     let server = &p.snap.config.server;
     let upstream = &p.snap.config.upstreams[index];
     let max_body = server.limits.max_body_bytes;
-    if let (Some(key), Some(store)) = (p.store_key, &shard.store) {
-        if !store.check(key).await {
-            let err = GatewayError::SessionNotFound(mcp::session::TokenError::Revoked);
-            let keep_alive = p.keep_alive && skip_buffered_body(conn, p.framing);
-            return respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await;
-        }
-        if p.is_delete {
-            store.forget(key);
-        }
+    if let Err(err) = phase::session_store::confirm(shard, p).await {
+        let keep_alive = p.keep_alive && skip_buffered_body(conn, p.framing);
+        return Proxied::Done(
+            respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await,
+        );
     }
     // A small body is read whole before an upstream connection is chosen, so the request
     // can be replayed if a pooled connection turns out to have been closed by the upstream
@@ -354,10 +175,12 @@ async fn proxy(
             let deadline = Instant::now() + server.limits.header_timeout;
             match conn.buffer_body(n as usize, deadline).await {
                 Ok(()) => {}
-                Err(BufferError::Gone) => return false,
+                Err(BufferError::Gone) => return Proxied::Done(false),
                 Err(BufferError::Timeout) => {
                     let err = GatewayError::BodyTimeout;
-                    return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+                    return Proxied::Done(
+                        respond_error(shard, conn, &err, &p.error_style(), false, out).await,
+                    );
                 }
             }
         }
@@ -367,19 +190,21 @@ async fn proxy(
         // a body the check refuses unread (too large, no length) gets its answer without it.
         let checkable = matches!(p.framing, BodyFraming::Length(n) if n <= MAX_CHECKED_BODY);
         if p.expect_continue && checkable && !send_continue(conn).await {
-            return false;
+            return Proxied::Done(false);
         }
         let wait = server.limits.header_timeout;
         let checked =
             mcp::inspect::check(shard, conn, p.framing, check, &upstream.policy, wait).await;
         let (err, keep_alive) = match checked {
             Ok(()) => (None, false),
-            Err(Refusal::Gone) => return false,
+            Err(Refusal::Gone) => return Proxied::Done(false),
             Err(Refusal::Consumed(err)) => (Some(err), p.keep_alive),
             Err(Refusal::Unread(err)) => (Some(err), false),
         };
         if let Some(err) = err {
-            return respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await;
+            return Proxied::Done(
+                respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await,
+            );
         }
     }
     // The part of the body that came with the head travels in the same write as the head.
@@ -388,31 +213,35 @@ async fn proxy(
     let rpos = conn.rpos;
     let arrived = &mut conn.rbuf[rpos..];
     let Ok((n, send)) = body_left.take_forwarded(arrived, false) else {
-        return respond_error(
-            shard,
-            conn,
-            &GatewayError::BadRequest("malformed chunked body"),
-            &p.error_style(),
-            false,
-            out,
-        )
-        .await;
+        return Proxied::Done(
+            respond_error(
+                shard,
+                conn,
+                &GatewayError::BadRequest("malformed chunked body"),
+                &p.error_style(),
+                false,
+                out,
+            )
+            .await,
+        );
     };
     out.extend_from_slice(&arrived[..send]);
     conn.rpos += n;
     if body_left.chunked_bytes() > max_body {
         let err = GatewayError::BodyTooLarge { limit: max_body };
-        return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+        return Proxied::Done(respond_error(shard, conn, &err, &p.error_style(), false, out).await);
     }
     if p.expect_continue && !body_left.is_done() && !send_continue(conn).await {
-        return false;
+        return Proxied::Done(false);
     }
     let via = match (p.reverse, shard.sse_bridge) {
         (false, _) => None,
         (true, Some(addr)) => Some(addr),
         (true, None) => {
             let err = GatewayError::NoHealthyUpstream;
-            return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+            return Proxied::Done(
+                respond_error(shard, conn, &err, &p.error_style(), false, out).await,
+            );
         }
     };
     let request_in_hand = body_left.is_done();
@@ -440,14 +269,23 @@ async fn proxy(
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);
     let latency = p.started.elapsed().as_micros() as u64;
-    match result {
+    Proxied::Done(match result {
         Ok(done) => {
             let mut m = shard.metrics.borrow_mut();
             m.response(done.status, latency, done.bytes_in, done.bytes_out);
             m.upstream(index, done.status, latency, false);
             done.client_keep_alive
         }
-        Err(upstream::Failure::BeforeResponse(err)) => {
+        Err(upstream::Failure::Unreached(err))
+            if request_in_hand && p.picked && p.snap.config.load_balancer.failover =>
+        {
+            shard
+                .metrics
+                .borrow_mut()
+                .upstream(index, err.status(), latency, true);
+            return Proxied::Unreached(err);
+        }
+        Err(upstream::Failure::BeforeResponse(err)) | Err(upstream::Failure::Unreached(err)) => {
             shard
                 .metrics
                 .borrow_mut()
@@ -476,6 +314,65 @@ async fn proxy(
             m.client_abort();
             false
         }
+    })
+}
+
+/// How `proxy` ended.
+enum Proxied {
+    /// Answered (or cut); whether the client connection stays open.
+    Done(bool),
+    /// The upstream could not be reached and the request may go to another replica.
+    Unreached(GatewayError),
+}
+
+/// A picked upstream could not be reached: with `loadBalancer.failover`, the request
+/// (whole in the buffer, seen by nobody) is routed again, passing over that upstream, and
+/// sent once more; otherwise, or if no other is up, the client gets the first error.
+async fn failover(
+    shard: &Rc<Shard>,
+    conn: &mut Conn,
+    ctx: &mut RequestCtx,
+    unreached: usize,
+    err: GatewayError,
+    out: &mut Vec<u8>,
+) -> bool {
+    if let Some(upstream) = choose_again(shard, conn, ctx, unreached, out) {
+        // The body is taken from the buffer again, as the first time.
+        conn.rpos = ctx.head_at + ctx.head_len;
+        tracing::info!(shard = shard.id, from = %ctx.snap.config.upstreams[unreached].id, to = %ctx.snap.config.upstreams[upstream].id, "upstream unreachable: failing over");
+        shard.metrics.borrow_mut().upstream_retry();
+        if let Proxied::Done(keep_open) = proxy(shard, conn, ctx, upstream, out).await {
+            return keep_open;
+        }
+    }
+    let keep_alive = ctx.keep_alive;
+    respond_error(shard, conn, &err, &ctx.error_style(), keep_alive, out).await
+}
+
+/// Runs the phases again on the head still in the read buffer, choosing among the others;
+/// `out` then holds the new upstream head. `None` when no other upstream is up. (An MCP
+/// method is counted again in `mcp_gateway_mcp_requests_total`: one count per attempt.)
+fn choose_again(
+    shard: &Shard,
+    conn: &Conn,
+    ctx: &mut RequestCtx,
+    unreached: usize,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let bytes = conn.rbuf.get(ctx.head_at..ctx.head_at + ctx.head_len)?;
+    let mut headers = [httparse::EMPTY_HEADER; crate::connection::MAX_HEADERS];
+    let head = crate::http::request::parse(bytes, &mut headers).ok()??;
+    let (mut req, _) = phase::route::run(&head, ctx);
+    if let Step::Answer(_) = phase::mcp_rules::run(&mut req, ctx) {
+        return None;
+    }
+    ctx.out = std::mem::take(out);
+    ctx.out.clear();
+    let action = shard.choosing_without(unreached, || phase::choose::run(&req, shard, conn, ctx));
+    *out = std::mem::take(&mut ctx.out);
+    match action {
+        Action::Proxy { upstream } if upstream != unreached => Some(upstream),
+        _ => None,
     }
 }
 

@@ -58,6 +58,11 @@ pub struct Shard {
     probed_stateless: RefCell<Arc<Vec<Option<bool>>>>,
     /// `sessions.store: "redis"`: this shard's view of the session store.
     pub store: Option<Rc<crate::store::SessionStore>>,
+    /// Custom request filters registered by an embedding program (none for the binary).
+    pub filters: crate::filter::Filters,
+    /// While a failover retry chooses again: the upstream it could not reach, which the
+    /// picks pass over.
+    avoid: Cell<Option<usize>>,
 }
 
 /// How long a replica that refused a stateless request is passed over for them: long
@@ -118,6 +123,8 @@ impl Shard {
                 .clone()
                 .map(|redis| Rc::new(crate::store::SessionStore::new(redis, config.sessions.ttl))),
             snapshot: RefCell::new(Rc::new(snapshot)),
+            filters: crate::filter::Filters::new(),
+            avoid: Cell::new(None),
         }
     }
 
@@ -187,12 +194,28 @@ impl Shard {
         let health = self.health.borrow();
         let snapshot = self.snapshot.borrow();
         let group = &snapshot.routes.default_group;
+        let avoid = self.avoid.get();
         let pos = self.selector.borrow_mut().next(|pos| {
-            group
-                .get(pos)
-                .is_some_and(|i| health.get(*i).copied().unwrap_or(false) && snapshot.accepts(*i))
+            group.get(pos).is_some_and(|i| {
+                health.get(*i).copied().unwrap_or(false)
+                    && snapshot.accepts(*i)
+                    && avoid != Some(*i)
+            })
         })?;
         group.get(pos).copied()
+    }
+
+    /// Runs `choose` with the picks passing over `unreached` (a failover retry).
+    pub fn choosing_without<T>(&self, unreached: usize, choose: impl FnOnce() -> T) -> T {
+        self.avoid.set(Some(unreached));
+        let chosen = choose();
+        self.avoid.set(None);
+        chosen
+    }
+
+    /// Whether a failover retry is choosing again and must pass over `upstream`.
+    pub fn avoided(&self, upstream: usize) -> bool {
+        self.avoid.get() == Some(upstream)
     }
 
     /// Picks a healthy replica of a group, for a request that starts a session or needs
@@ -202,7 +225,10 @@ impl Shard {
         let snapshot = self.snapshot.borrow();
         let members = &snapshot.routes.groups.get(group)?.members;
         let health = self.health.borrow();
-        let up = |i: usize| health.get(i).copied().unwrap_or(false) && snapshot.accepts(i);
+        let avoid = self.avoid.get();
+        let up = |i: usize| {
+            health.get(i).copied().unwrap_or(false) && snapshot.accepts(i) && avoid != Some(i)
+        };
         let mut selectors = self.group_selectors.borrow_mut();
         let selector = selectors.get_mut(group)?;
         if stateless {

@@ -38,7 +38,9 @@ pub fn pick_default(
     let remembered = cookie_value(head)
         .and_then(|token| shard.sessions.borrow().open_sticky(token, now).ok())
         .and_then(|replica| snap.routes.replica(replica))
-        .filter(|&i| snap.config.upstreams[i].group.is_none() && shard.is_healthy(i));
+        .filter(|&i| {
+            snap.config.upstreams[i].group.is_none() && shard.is_healthy(i) && !shard.avoided(i)
+        });
     if let Some(upstream) = remembered {
         return Some(StickyPick {
             upstream,

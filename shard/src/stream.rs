@@ -10,7 +10,7 @@
 //! Owns: the event-stream copy loop. Must not: parse events beyond finding their ends and
 //! spotting progress notifications.
 
-use crate::connection::Conn;
+use crate::client::Conn;
 use crate::hangup::{client_woke, ClientWoke};
 use crate::relay::{pass_on, BodyLeft, RelayError, Relayed};
 use monoio::io::AsyncReadRent;

@@ -9,7 +9,7 @@
 //! response head itself is `upstream_response`). Must not: route, or answer errors to the
 //! client (the pipeline does, from the [`Failure`] it gets).
 
-use crate::connection::Conn;
+use crate::client::Conn;
 use crate::error::GatewayError;
 use crate::hangup::{self, HeadRead};
 use crate::legacy_sse;
@@ -78,6 +78,9 @@ pub enum Failure {
     ClientGone,
     /// The client read none of the response for `server.limits.sendTimeout`.
     SendTimeout,
+    /// No connection to the upstream could be made (refused, unreachable, connect timeout):
+    /// it saw nothing of the request, so another replica may be tried.
+    Unreached(GatewayError),
 }
 
 /// Why one attempt failed, before a retry decision.
@@ -103,7 +106,12 @@ impl Exchange<'_> {
         let mut body_left = Some(body_left);
         let mut retried = false;
         loop {
-            let mut pooled = self.acquire().await.map_err(Failure::BeforeResponse)?;
+            let mut pooled = self.acquire().await.map_err(|e| match e {
+                GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamTimeout(_) => {
+                    Failure::Unreached(e)
+                }
+                e => Failure::BeforeResponse(e),
+            })?;
             let reused = pooled.reused;
             let left = body_left.take().unwrap_or(BodyLeft::Done);
             match self.attempt(conn, &mut pooled, out, ubuf, left).await {

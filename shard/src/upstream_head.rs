@@ -20,6 +20,8 @@ pub struct UpstreamTarget<'a> {
     pub rest: &'a str,
     /// The upstream's own session id, restored from the client's token.
     pub session: Option<&'a [u8]>,
+    /// Header changes made by custom request filters.
+    pub edits: Option<&'a crate::filter::HeaderEdits>,
 }
 
 /// Who sent the request, as the forwarding headers tell the upstream.
@@ -66,10 +68,16 @@ pub fn write_upstream_head(
             || (!upstream.forward_auth && name.eq_ignore_ascii_case("authorization"))
             || (to.session.is_some() && name.eq_ignore_ascii_case("mcp-session-id"))
             || upstream.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+            || to.edits.is_some_and(|e| e.removes(name))
         {
             continue;
         }
         encode::header(out, name, h.value);
+    }
+    if let Some(edits) = to.edits {
+        for (name, value) in &edits.add {
+            encode::header(out, name, value.as_bytes());
+        }
     }
     if head.framing == crate::http::BodyFraming::Chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");

@@ -71,6 +71,8 @@ pub struct ShardSpec {
     pub tick: Duration,
     /// The legacy-SSE bridge's loopback address, if this process runs one.
     pub sse_bridge: Option<SocketAddr>,
+    /// Custom request filters (see `filter`); empty for the gateway binary.
+    pub filters: crate::filter::Filters,
 }
 
 pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
@@ -92,6 +94,7 @@ pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
 async fn shard_main(spec: ShardSpec) {
     let mut shard = Shard::new(spec.id, spec.shards, &spec.config, spec.pages);
     shard.sse_bridge = spec.sse_bridge;
+    shard.filters = spec.filters;
     let shard = Rc::new(shard);
     let listener = match monoio::net::TcpListener::from_std(spec.listener) {
         Ok(l) => l,

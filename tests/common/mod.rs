@@ -1442,3 +1442,26 @@ pub fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
     assert_eq!(rc, 0, "connect to {addr}: {}", io::Error::last_os_error());
     TcpStream::from(fd)
 }
+
+/// `target/<profile>/examples/<name>`, next to this test's own `deps/` folder. `cargo test`
+/// and `cargo build --all-targets` build the examples; `cargo test --test X` alone does
+/// not, so then it is built here once.
+pub fn example_program(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let program = profile_dir.join("examples").join(name);
+    if !program.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example");
+        assert!(status.success(), "building example {name} failed");
+    }
+    assert!(program.exists(), "no example at {}", program.display());
+    program
+}

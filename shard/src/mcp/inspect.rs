@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::stateless::{self, BodyCheck, MAX_CHECKED_BODY};
-use crate::connection::{BufferError, Conn};
+use crate::client::{BufferError, Conn};
 use crate::error::GatewayError;
 use crate::http::BodyFraming;
 use crate::state::Shard;

@@ -56,8 +56,6 @@ pub enum BridgeCall {
 }
 
 pub enum LegacyPlan {
-    /// A CORS preflight from an allowed origin.
-    Preflight { origin: Vec<u8> },
     /// `GET /sse/{id}` to a server that speaks the legacy transport.
     Stream {
         upstream: usize,
@@ -82,26 +80,16 @@ pub fn is_legacy(snap: &Snapshot, upstream: usize) -> bool {
         .is_some_and(|u| u.transport == Transport::Sse)
 }
 
-/// Decides `/sse/{id}` (`message` false) and `/sse/{id}/message` (`message` true).
-pub fn plan(
-    head: &RequestHead<'_, '_>,
-    shard: &Shard,
-    snap: &Snapshot,
-    target: Target,
-    id: &str,
-    message: bool,
-    query: &str,
-) -> Result<LegacyPlan, GatewayError> {
-    if let Some(origin) = super::route::browser_preflight(head, snap)? {
-        return Ok(LegacyPlan::Preflight { origin });
-    }
+/// The legacy transport's rules for `/sse/{id}` (`message` false: GET taking an event
+/// stream) and `/sse/{id}/message` (`message` true: POST).
+pub fn check_request(head: &RequestHead<'_, '_>, message: bool) -> Result<(), GatewayError> {
     if message {
-        if head.method != "POST" {
-            return Err(GatewayError::BadRequest(
+        return match head.method {
+            "POST" => Ok(()),
+            _ => Err(GatewayError::BadRequest(
                 "the legacy message endpoint takes POST",
-            ));
-        }
-        return plan_message(shard, snap, target, query);
+            )),
+        };
     }
     if head.method != "GET" {
         return Err(GatewayError::BadRequest(
@@ -110,6 +98,21 @@ pub fn plan(
     }
     if !accept_ok("GET", header(head, "accept")) {
         return Err(GatewayError::NotAcceptable);
+    }
+    Ok(())
+}
+
+/// Chooses where `/sse/{id}` (`message` false) or `/sse/{id}/message` (`message` true) goes.
+pub fn choose(
+    shard: &Shard,
+    snap: &Snapshot,
+    target: Target,
+    id: &str,
+    message: bool,
+    query: &str,
+) -> Result<LegacyPlan, GatewayError> {
+    if message {
+        return plan_message(shard, snap, target, query);
     }
     let upstream = match target {
         Target::Server(i) if shard.is_healthy(i) => i,

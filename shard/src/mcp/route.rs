@@ -45,17 +45,14 @@ impl McpReply {
     }
 }
 
-pub enum McpPlan {
-    /// A CORS preflight from an allowed origin: answered by the gateway.
-    Preflight { origin: Vec<u8> },
-    Forward {
-        upstream: usize,
-        reply: McpReply,
-        /// The body must be read and checked before it goes upstream (a policy applies).
-        body_check: Option<BodyCheck>,
-        /// `sessions.store: "redis"`: the session to confirm with the store first.
-        store_key: Option<crate::store::SessionKey>,
-    },
+/// Where an MCP request goes and what its exchange needs.
+pub struct McpPlan {
+    pub upstream: usize,
+    pub reply: McpReply,
+    /// The body must be read and checked before it goes upstream (a policy applies).
+    pub body_check: Option<BodyCheck>,
+    /// `sessions.store: "redis"`: the session to confirm with the store first.
+    pub store_key: Option<crate::store::SessionKey>,
 }
 
 pub fn header<'b>(head: &RequestHead<'_, 'b>, name: &str) -> Option<&'b [u8]> {
@@ -86,15 +83,11 @@ pub fn browser_preflight(
         .map(<[u8]>::to_vec))
 }
 
-pub fn plan(
-    head: &RequestHead<'_, '_>,
-    shard: &Shard,
-    snap: &Snapshot,
-    target: Target,
-) -> Result<McpPlan, GatewayError> {
-    if let Some(origin) = browser_preflight(head, snap)? {
-        return Ok(McpPlan::Preflight { origin });
-    }
+/// The MCP header rules: a supported `MCP-Protocol-Version`, an `Accept` the transport
+/// can answer, and well-formed routing headers (`Mcp-Method`, `Mcp-Name`).
+pub fn check_headers<'b>(
+    head: &RequestHead<'_, 'b>,
+) -> Result<stateless::RoutingHeaders<'b>, GatewayError> {
     if let Some(v) = header(head, "mcp-protocol-version") {
         if !protocol_version_supported(v) {
             return Err(GatewayError::UnsupportedProtocolVersion);
@@ -103,7 +96,18 @@ pub fn plan(
     if !accept_ok(head.method, header(head, "accept")) {
         return Err(GatewayError::NotAcceptable);
     }
-    let routing = stateless::routing_headers(head)?;
+    stateless::routing_headers(head)
+}
+
+/// Chooses the replica (the one a session token names, or a pick among the healthy ones)
+/// and applies its policy to the routing headers.
+pub fn choose(
+    head: &RequestHead<'_, '_>,
+    shard: &Shard,
+    snap: &Snapshot,
+    target: Target,
+    routing: &stateless::RoutingHeaders<'_>,
+) -> Result<McpPlan, GatewayError> {
     let (upstream, session) = match header(head, "mcp-session-id") {
         Some(token) => {
             let now = std::time::SystemTime::now()
@@ -139,12 +143,12 @@ pub fn plan(
             (upstream, None)
         }
     };
-    let body_check = authorize(head, shard, snap, upstream, &routing)?;
+    let body_check = authorize(head, shard, snap, upstream, routing)?;
     let store_key = match (&session, &shard.store) {
         (Some(resumed), Some(_)) => crate::store::key_of(&resumed.token),
         _ => None,
     };
-    Ok(McpPlan::Forward {
+    Ok(McpPlan {
         upstream,
         reply: McpReply {
             replica: snap.routes.replica_ids[upstream],
