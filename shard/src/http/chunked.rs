@@ -374,7 +374,7 @@ mod tests {
     fn extensions_and_trailers_bounded() {
         let mut t = ChunkedTracker::with_line_limit(100);
         let mut body = b"1;".to_vec();
-        body.extend(std::iter::repeat(b'a').take(200));
+        body.extend(std::iter::repeat_n(b'a', 200));
         assert_eq!(t.feed(&body), Err(ChunkError::TooLong));
         let mut t = ChunkedTracker::with_line_limit(100);
         let mut body = b"1\r\nx\r\n0\r\n".to_vec();
