@@ -106,13 +106,19 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         Some((addr, thread)) => (Some(addr), Some(thread)),
         None => (None, None),
     };
-    let state = State::new(config.clone(), shards, pinned, data_addr, management_addr);
+    let state = State::new(
+        config.clone(),
+        shards,
+        pinned,
+        data_addr,
+        management_addr,
+        report_rx,
+    );
     let pages = state.pages.clone();
     let mut threads: Vec<JoinHandle<()>> = stdio_host.into_iter().collect();
     threads.extend(bridge_thread);
     threads.push(mgmt::spawn(MgmtSpec {
         state,
-        reports: report_rx,
         shards: command_txs.clone(),
         listener: management_listener,
     })?);

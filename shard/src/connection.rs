@@ -95,10 +95,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Counts a value up while it lives (its `Drop` runs on a panic too).
-struct Counted<'a>(&'a std::cell::Cell<usize>);
+pub(crate) struct Counted<'a>(&'a std::cell::Cell<usize>);
 
 impl<'a> Counted<'a> {
-    fn new(cell: &'a std::cell::Cell<usize>) -> Self {
+    pub(crate) fn new(cell: &'a std::cell::Cell<usize>) -> Self {
         cell.set(cell.get() + 1);
         Counted(cell)
     }

@@ -89,7 +89,7 @@ pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
 }
 
 async fn shard_main(spec: ShardSpec) {
-    let mut shard = Shard::new(spec.id, spec.shards, spec.config, spec.pages);
+    let mut shard = Shard::new(spec.id, spec.shards, spec.config, spec.pages, spec.commands);
     shard.sse_bridge = spec.sse_bridge;
     let shard = Rc::new(shard);
     let listener = match monoio::net::TcpListener::from_std(spec.listener) {
@@ -99,12 +99,7 @@ async fn shard_main(spec: ShardSpec) {
             return;
         }
     };
-    monoio::spawn(tick_loop(
-        shard.clone(),
-        spec.reports,
-        spec.commands,
-        spec.tick,
-    ));
+    monoio::spawn(tick_loop(shard.clone(), spec.reports, spec.tick));
     tracing::debug!(
         shard = spec.id,
         driver = runtime::preferred_driver().name(),
@@ -212,14 +207,10 @@ async fn drain(shard: &Shard) {
     }
 }
 
-/// Every tick: refresh the `Date` value, send the metric delta up, apply commands sent
-/// down; about once a second, reap idle upstream connections (a look at each is a syscall).
-async fn tick_loop(
-    shard: Rc<Shard>,
-    reports: Sender<MetricsDelta>,
-    commands: Receiver<ShardCommand>,
-    tick: Duration,
-) {
+/// Every tick: refresh the `Date` value, send the metric delta up (asking for a render
+/// while a page read waits for one), apply commands sent down; about once a second, reap
+/// idle upstream connections (a look at each is a syscall).
+async fn tick_loop(shard: Rc<Shard>, reports: Sender<MetricsDelta>, tick: Duration) {
     let mut last_reap = std::time::Instant::now();
     loop {
         monoio::time::sleep(tick).await;
@@ -236,15 +227,20 @@ async fn tick_loop(
                 );
             }
         }
-        let delta = shard.metrics.borrow_mut().take_delta();
+        let delta = {
+            let mut metrics = shard.metrics.borrow_mut();
+            if shard.page_waiters.get() > 0 {
+                metrics.page_wanted();
+            }
+            metrics.take_delta()
+        };
         if reports.try_send(delta).is_err() {
             tracing::debug!(
                 shard = shard.id,
                 "management shard not receiving metric deltas"
             );
         }
-        while let Ok(command) = commands.try_recv() {
-            shard.apply(command);
-        }
+        shard.reported_at.set(std::time::Instant::now());
+        shard.apply_commands();
     }
 }
