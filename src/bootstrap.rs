@@ -22,8 +22,8 @@ pub struct Running {
     pub data_addr: SocketAddr,
     pub management_addr: Option<SocketAddr>,
     pub shards: usize,
-    /// The management, stdio-host and bridge threads.
-    pub threads: Vec<JoinHandle<()>>,
+    /// The shards' threads; the management, stdio-host and bridge threads live as long as
+    /// the process (nothing waits for them).
     pub shard_threads: Vec<JoinHandle<()>>,
     /// The shards' command channels (for `Drain` on shutdown).
     pub commands: Vec<crossbeam_channel::Sender<ShardCommand>>,
@@ -42,13 +42,10 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
     }
     // The stdio host listens before any shard starts, so the shards' snapshot already
     // points the stdio servers at it.
-    let stdio_host = if config.has_stdio_servers() {
-        let (addr, thread) = crate::stdio::start(&config)?;
+    if config.has_stdio_servers() {
+        let (addr, _thread) = crate::stdio::start(&config)?;
         config.attach_stdio_host(addr);
-        Some(thread)
-    } else {
-        None
-    };
+    }
     if let Some(store) = &config.sessions.redis {
         tracing::info!(store = %store.display, "sessions are also recorded in Redis (admin API: /admin/sessions on the management port)");
         if config.sessions.admin_token.is_none() {
@@ -102,10 +99,7 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         .filter_map(|i| cpus.get(i % cpus.len().max(1)).map(|c| c.id))
         .collect();
     // Listening before any shard starts: shards pass bridged `/sse/{id}` requests to it.
-    let (sse_bridge, bridge_thread) = match crate::sse_bridge::start(&config)? {
-        Some((addr, thread)) => (Some(addr), Some(thread)),
-        None => (None, None),
-    };
+    let sse_bridge = crate::sse_bridge::start(&config)?.map(|(addr, _thread)| addr);
     let state = State::new(
         config.clone(),
         shards,
@@ -115,13 +109,11 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         report_rx,
     );
     let pages = state.pages.clone();
-    let mut threads: Vec<JoinHandle<()>> = stdio_host.into_iter().collect();
-    threads.extend(bridge_thread);
-    threads.push(mgmt::spawn(MgmtSpec {
+    mgmt::spawn(MgmtSpec {
         state,
         shards: command_txs.clone(),
         listener: management_listener,
-    })?);
+    })?;
     let mut shard_threads = Vec::with_capacity(shards);
     for (id, (listener, commands)) in listeners.into_iter().zip(command_rxs).enumerate() {
         shard_threads.push(worker::spawn(ShardSpec {
@@ -141,7 +133,6 @@ pub fn start(mut config: GatewayConfig) -> anyhow::Result<Running> {
         data_addr,
         management_addr,
         shards,
-        threads,
         shard_threads,
         commands: command_txs,
         shutdown_timeout: config.server.shutdown_timeout,
@@ -162,10 +153,15 @@ pub fn announce(running: &Running) {
 
 /// Runs until SIGTERM or SIGINT, then drains: the shards stop accepting, finish the requests
 /// in flight (up to `server.shutdownTimeout`) and stop; a second signal exits at once.
-pub fn run_forever(config: GatewayConfig) -> anyhow::Result<ExitCode> {
+/// `started` runs once the gateway listens and has said so (the demo prints its hints).
+pub fn run_forever(
+    config: GatewayConfig,
+    started: impl FnOnce(&Running),
+) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let running = start(config)?;
     announce(&running);
+    started(&running);
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     tracing::info!(
         signal,
