@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     // nothing sends commands (the sender is kept so the channel stays open).
     let (reports, _unread) = crossbeam_channel::bounded(1);
     let (_commands, command_rx) = crossbeam_channel::unbounded();
-    let pages = Arc::new(Pages::render(|_| Page {
+    let pages = Arc::new(Pages::render(std::time::Instant::now(), |_| Page {
         status: 404,
         content_type: "application/json",
         body: bytes::Bytes::from_static(br#"{"error":{"code":404,"message":"no pages here"}}"#),

@@ -25,8 +25,8 @@ pub struct Running {
     pub data_addr: SocketAddr,
     pub management_addr: Option<SocketAddr>,
     pub shards: usize,
-    /// The management, stdio-host and bridge threads.
-    pub threads: Vec<JoinHandle<()>>,
+    /// The shards' threads; the management, stdio-host and bridge threads live as long as
+    /// the process (nothing waits for them).
     pub shard_threads: Vec<JoinHandle<()>>,
     /// The shards' command channels (for `Drain` on shutdown).
     pub commands: Vec<crossbeam_channel::Sender<ShardCommand>>,
@@ -54,13 +54,10 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
     }
     // The stdio host listens before any shard starts, so the shards' snapshot already
     // points the stdio servers at it.
-    let stdio_host = if config.has_stdio_servers() {
-        let (addr, thread) = crate::stdio::start(&config)?;
+    if config.has_stdio_servers() {
+        let (addr, _thread) = crate::stdio::start(&config)?;
         config.attach_stdio_host(addr);
-        Some(thread)
-    } else {
-        None
-    };
+    }
     if let Some(store) = &config.sessions.redis {
         tracing::info!(store = %store.display, "sessions are also recorded in Redis (admin API: /admin/sessions on the management port)");
         if config.sessions.admin_token.is_none() {
@@ -116,10 +113,7 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
         .collect();
     // Listening before any shard starts: shards pass bridged `/sse/{id}` requests to it.
     let (bridge_tx, bridge_rx) = crossbeam_channel::unbounded();
-    let (sse_bridge, bridge_thread) = match crate::sse_bridge::start(&config, bridge_rx)? {
-        Some((addr, thread)) => (Some(addr), Some(thread)),
-        None => (None, None),
-    };
+    let sse_bridge = crate::sse_bridge::start(&config, bridge_rx)?.map(|(addr, _thread)| addr);
     let loader = reload::loader::Loader::start().context("starting the config loader")?;
     let start = reload::Start {
         path,
@@ -148,20 +142,18 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
         pinned,
         data_addr,
         management_addr,
+        report_rx,
     );
     let first = Arc::new(ConfigUpdate::new(1, config.clone()));
     let pages = state.pages.clone();
-    let mut threads: Vec<JoinHandle<()>> = stdio_host.into_iter().collect();
-    threads.extend(bridge_thread);
-    threads.push(mgmt::spawn(MgmtSpec {
+    mgmt::spawn(MgmtSpec {
         state,
-        reports: report_rx,
         shards: command_txs.clone(),
         listener: management_listener,
         hup: hup_rx,
         watch,
         nudges,
-    })?);
+    })?;
     let mut shard_threads = Vec::with_capacity(shards);
     for (id, (listener, commands)) in listeners.into_iter().zip(command_rxs).enumerate() {
         shard_threads.push(worker::spawn(ShardSpec {
@@ -182,7 +174,6 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
         data_addr,
         management_addr,
         shards,
-        threads,
         shard_threads,
         commands: command_txs,
         shutdown_timeout: config.server.shutdown_timeout,
@@ -204,16 +195,19 @@ pub fn announce(running: &Running) {
 
 /// Runs until SIGTERM or SIGINT, then drains: the shards stop accepting, finish the requests
 /// in flight (up to `server.shutdownTimeout`) and stop; a second signal exits at once.
-/// SIGHUP reloads the config file.
+/// SIGHUP reloads the config file. `started` runs once the gateway listens and has said so
+/// (the demo prints its hints).
 pub fn run_forever(
     loaded: Loaded,
     path: Option<PathBuf>,
     text: String,
+    started: impl FnOnce(&Running),
 ) -> anyhow::Result<ExitCode> {
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let running = start(loaded, path, text)?;
     announce(&running);
+    started(&running);
     let signal = loop {
         match signals.forever().next() {
             Some(SIGHUP) => {

@@ -48,35 +48,28 @@ pub fn config_text(o: &DemoOptions) -> String {
     )
 }
 
+/// Runs the demo until SIGTERM or SIGINT, then drains like a normal start; the fleet's
+/// threads end with the process.
 pub fn run(o: DemoOptions) -> anyhow::Result<ExitCode> {
     let text = config_text(&o);
     let loaded = mcp_gateway_config::parse_document("<demo>", &text, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let fleet = fleet::start(o.servers, o.base_port, 1).context("starting the mock MCP fleet")?;
-    let running = bootstrap::start(loaded, None, text)?;
-    bootstrap::announce(&running);
-    let gw = running.data_addr;
-    println!(
-        "{} mock MCP servers on 127.0.0.1:{}..{}",
-        o.servers,
-        o.base_port,
-        usize::from(o.base_port) + o.servers - 1
-    );
-    if let Some(m) = running.management_addr {
-        println!("dashboard:  http://{m}/");
-    }
-    println!("stats:      http://{gw}/stats   metrics: http://{gw}/metrics   health: http://{gw}/upstream/health");
-    println!("try:");
-    println!(
-        "  curl -s http://{gw}/mcp/mcp-server-42 -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"hello\"}}}}}}'"
-    );
-    for t in running
-        .threads
-        .into_iter()
-        .chain(running.shard_threads)
-        .chain(fleet)
-    {
-        let _ = t.join();
-    }
-    Ok(ExitCode::FAILURE)
+    let _fleet = fleet::start(o.servers, o.base_port, 1).context("starting the mock MCP fleet")?;
+    bootstrap::run_forever(loaded, None, text, |running| {
+        let gw = running.data_addr;
+        println!(
+            "{} mock MCP servers on 127.0.0.1:{}..{}",
+            o.servers,
+            o.base_port,
+            usize::from(o.base_port) + o.servers - 1
+        );
+        if let Some(m) = running.management_addr {
+            println!("dashboard:  http://{m}/");
+        }
+        println!("stats:      http://{gw}/stats   metrics: http://{gw}/metrics   health: http://{gw}/upstream/health");
+        println!("try:");
+        println!(
+            "  curl -s http://{gw}/mcp/mcp-server-42 -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"hello\"}}}}}}'"
+        );
+    })
 }

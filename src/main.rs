@@ -24,9 +24,10 @@ use std::process::ExitCode;
     about = "Thread-per-core io_uring gateway for MCP servers"
 )]
 struct Cli {
-    /// Config file; written with commented defaults when missing.
-    #[arg(long, short, default_value = "api-gateway.config.json", global = true)]
-    config: PathBuf,
+    /// Config file; written with commented defaults when missing [default:
+    /// api-gateway.config.json]. Only for running the gateway: subcommands refuse it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -85,7 +86,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the gateway's config is read when `--config` is not given.
+const DEFAULT_CONFIG: &str = "api-gateway.config.json";
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let (Some(file), Some(command)) = (&cli.config, &cli.command) {
+        // Silently ignoring it would run something other than what was asked for.
+        let why = match command {
+            Command::Demo { .. } => "the demo builds its own config from its flags",
+            Command::Check { .. } => "check takes the file to check as its argument",
+            _ => "it names the config of the gateway (`mcp-gateway --config FILE`)",
+        };
+        anyhow::bail!(
+            "--config {} is not used by `{}`: {why}",
+            file.display(),
+            command.name()
+        );
+    }
     match cli.command {
         Some(Command::Check { file }) => Ok(check(&file)),
         Some(Command::Demo {
@@ -119,12 +136,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let path = &cli.config;
+            let path = cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
             let loading = || format!("loading {}", path.display());
-            let created = mcp_gateway_config::ensure_file(path)
+            let created = mcp_gateway_config::ensure_file(&path)
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(loading)?;
-            let text = std::fs::read_to_string(path).with_context(loading)?;
+            let text = std::fs::read_to_string(&path).with_context(loading)?;
             let loaded = mcp_gateway_config::parse_document(
                 &path.display().to_string(),
                 &text,
@@ -137,7 +154,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if created {
                 tracing::info!(path = %path.display(), "no config file found: wrote a commented default and started with it");
             }
-            bootstrap::run_forever(loaded, Some(path.clone()), text)
+            bootstrap::run_forever(loaded, Some(path.clone()), text, |_| {})
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Check { .. } => "check",
+            Command::Demo { .. } => "demo",
+            Command::Fleet { .. } => "fleet",
+            Command::StaticFloor { .. } => "static-floor",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: first run writes a commented default config and starts with it;
 //! `mcp-gateway check FILE` accepts a good file and lists every error of a bad one; a bad
-//! config never starts a gateway.
+//! config never starts a gateway; `demo` drains and exits 0 on SIGINT, and refuses
+//! `--config` (it builds its own).
 
 mod common;
 
@@ -159,4 +160,100 @@ fn a_bad_config_never_starts_a_gateway() {
         stderr.contains("wieght") && stderr.contains("server.port"),
         "{stderr}"
     );
+}
+
+/// True when every port of `base..base + n` can be bound right now.
+fn ports_free(base: u16, n: u16) -> bool {
+    (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+}
+
+/// `mcp-gateway demo` with three mock servers on a free port range and ephemeral gateway
+/// ports; the child, its logs, and the data address it printed.
+fn start_demo() -> (KillOnDrop, LogTail, std::net::SocketAddr) {
+    for attempt in 0..8 {
+        // Below Linux's ephemeral range (32768+), like tests/fleet.rs.
+        let base = 15_000 + (random_u64() % 16_000) as u16;
+        if !ports_free(base, 3) {
+            continue;
+        }
+        let mut child = Command::new(BIN)
+            .args(["demo", "--servers", "3", "--base-port", &base.to_string()])
+            .args(["--port", "0", "--management-port", "0", "--workers", "1"])
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn demo");
+        let mut out = LineReader::new(child.stdout.take().expect("stdout"));
+        let logs = LogTail::drain(child.stderr.take().expect("stderr"));
+        let child = KillOnDrop(child);
+        if let Some(banner) = out.wait_for("mcp-gateway listening on", Duration::from_secs(15)) {
+            let addr = banner
+                .split("http://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no address in {banner:?}"));
+            return (child, logs, addr);
+        }
+        eprintln!(
+            "demo attempt {attempt} on base port {base} failed:\n{}",
+            logs.text()
+        );
+    }
+    panic!("could not start the demo on any port range");
+}
+
+#[test]
+fn demo_drains_and_exits_0_on_sigint() {
+    let (mut demo, logs, addr) = start_demo();
+    assert_eq!(Client::connect(addr).get("/health").status, 200);
+    let sent = Command::new("kill")
+        .args(["-INT", &demo.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = eventually(Duration::from_secs(5), || demo.0.try_wait().ok().flatten())
+        .unwrap_or_else(|| panic!("the demo did not exit on SIGINT\n{}", logs.text()));
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", logs.text());
+    assert!(logs.text().contains("drained"), "{}", logs.text());
+}
+
+#[test]
+fn demo_refuses_a_config_file() {
+    let dir = TempDir::new("demo-config");
+    let file = dir.write("x.json", "{}");
+    let file = file.to_string_lossy().into_owned();
+    for args in [
+        vec!["demo", "-c", file.as_str()],
+        vec!["--config", file.as_str(), "demo"],
+    ] {
+        let mut child = KillOnDrop(
+            Command::new(BIN)
+                .args(&args)
+                .args(["--servers", "1", "--port", "0", "--management-port", "0"])
+                .args(["--base-port", &closed_port().to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn demo"),
+        );
+        let status = eventually(Duration::from_secs(10), || {
+            child.0.try_wait().ok().flatten()
+        })
+        .unwrap_or_else(|| panic!("`{}` kept running", args.join(" ")));
+        assert!(!status.success(), "{args:?}: {status:?}");
+        let mut stderr = String::new();
+        use std::io::Read;
+        if let Some(mut e) = child.0.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(
+            stderr.contains("--config") && stderr.contains("demo") && stderr.contains("x.json"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

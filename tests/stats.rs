@@ -1,4 +1,5 @@
-//! Metrics: exact counts merged from two shards, and the Prometheus page.
+//! Metrics: exact counts merged from two shards, the Prometheus page, and pages that show
+//! every request completed a tick before they are read, on both ports.
 
 mod common;
 
@@ -94,14 +95,7 @@ fn metrics_page_is_prometheus_text() {
         assert_eq!(gw.get("/mcp/a/x").status, 200);
     }
     gw.wait_stats(|s| s["requests"].as_u64() >= Some(5));
-    // The shards serve the page the management shard rendered at its last tick.
-    let r = eventually(Duration::from_secs(3), || {
-        let r = gw.get("/metrics");
-        r.text()
-            .contains("mcp_gateway_requests_total 5")
-            .then_some(r)
-    })
-    .unwrap_or_else(|| gw.get("/metrics"));
+    let r = gw.get("/metrics");
     assert_eq!(r.status, 200);
     let ct = r.header("content-type").unwrap_or("");
     assert!(ct.starts_with("text/plain"), "content-type {ct:?}");
@@ -118,8 +112,8 @@ fn metrics_page_is_prometheus_text() {
         assert!(text.contains(needle), "/metrics lacks {needle:?}:\n{text}");
     }
     assert!(
-        text.contains("mcp_gateway_requests_total 5"),
-        "requests_total should count the 5 requests:\n{text}"
+        text.contains("mcp_gateway_requests_total 6"),
+        "requests_total should count the 5 requests and this read:\n{text}"
     );
     // Every non-comment line is `name{labels} value` with a numeric value.
     for line in text
@@ -135,4 +129,60 @@ fn metrics_page_is_prometheus_text() {
     assert!(m
         .text()
         .contains("mcp_gateway_request_duration_seconds_bucket"));
+}
+
+/// One read of `/stats` or `/metrics`, on either port, counts every request that completed
+/// at least a tick (`metricsInterval`, 100 ms here) before it, whichever shard served it.
+#[test]
+fn one_read_counts_every_request_completed_a_tick_before() {
+    let up = Upstream::fixed("ok");
+    let mut cfg = config(json!([server("a", &up.url(""))]));
+    cfg["server"]["workers"] = json!(2);
+    let gw = Gateway::start(&cfg);
+    let addr = gw.data_addr();
+    // 3000 requests over 30 keep-alive connections, all open at once.
+    let clients: Vec<_> = (0..30)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for _ in 0..100 {
+                    let r = c.get("/items");
+                    assert_eq!(r.status, 200, "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert_eq!(up.request_count(), 3000);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The data port: each page counts the reads before it and itself.
+    let stats = gw.get("/stats");
+    assert_eq!(stats.status, 200, "{stats:?}");
+    let s = stats.json();
+    assert_eq!(s["proxied"], 3000, "{s}");
+    assert_eq!(s["requests"], 3001, "{s}");
+    let metrics = gw.get("/metrics").text();
+    let sample = |series| metric_value(&metrics, series);
+    assert_eq!(
+        sample("mcp_gateway_proxied_requests_total"),
+        Some(3000.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("mcp_gateway_requests_total"),
+        Some(3002.0),
+        "{metrics}"
+    );
+
+    // The management port (its own reads are not data-port requests).
+    let s = gw.stats();
+    assert_eq!(s["proxied"], 3000, "{s}");
+    assert_eq!(s["requests"], 3002, "{s}");
+    assert_eq!(
+        gw.metric("mcp_gateway_proxied_requests_total"),
+        Some(3000.0)
+    );
 }

@@ -1,4 +1,5 @@
-//! The gateway's own answers: its pages, CORS preflights, and its errors (JSON, or JSON-RPC
+//! The gateway's own answers: its pages (those that show counts once the management shard
+//! has merged what came before the read), CORS preflights, and its errors (JSON, or JSON-RPC
 //! error objects on MCP paths), each with the metrics it counts.
 //!
 //! Owns: how those responses are written. Must not: decide what to answer (the pipeline
@@ -10,10 +11,25 @@ use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::mcp;
 use crate::request_id::RequestId;
+use crate::state::Counted;
 
 use crate::router::LocalPage;
 use crate::state::Shard;
+use std::time::{Duration, Instant};
 
+/// How often a page read that waits for a merge looks for newer pages.
+const PAGE_POLL: Duration = Duration::from_millis(10);
+/// How many ticks a page read waits at most for pages merged after it arrived. Two are
+/// expected at worst (its shard's next tick asks for a render, the management shard's next
+/// tick after that renders); the other two are slack for slow renders and busy cores.
+const PAGE_WAIT_TICKS: u32 = 4;
+/// ...and at most this long whatever `monitoring.metricsInterval` is: an HTTP client may not
+/// wait longer, and an older page is better than none.
+const PAGE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Serves one of the gateway's pages. Those that show counts first wait (`await_merge`)
+/// for pages merged after the read arrived, so they show every request that completed a
+/// tick before it, on any shard, and the read itself.
 pub async fn respond_page(
     shard: &Shard,
     conn: &mut Conn,
@@ -23,6 +39,12 @@ pub async fn respond_page(
     body_skipped: bool,
 ) -> bool {
     let keep_open = p.keep_alive && body_skipped;
+    let waits = page.waits_for_merge();
+    let waited = if waits {
+        await_merge(shard).await
+    } else {
+        Duration::ZERO
+    };
     // Encoded while borrowed: cloning the `Arc` of pages the management shard sends every
     // shard would touch a shared counter per request.
     let Some(status) = encode_page(shard, p, page, keep_open, out) else {
@@ -31,11 +53,54 @@ pub async fn respond_page(
     };
     let written = out.len() as u64;
     let ok = conn.send(out).await.is_ok();
-    let latency = p.started.elapsed().as_micros() as u64;
+    // The wait for a merge is not the gateway's latency: counted, a scrape every 15 s
+    // would set the p99 of an idle gateway to a tick.
+    let latency = p.started.elapsed().saturating_sub(waited).as_micros() as u64;
     let mut m = shard.metrics.borrow_mut();
     m.response(status, latency, p.head_len as u64, written);
-    m.page_served();
+    if !waits {
+        // Keeps the next read's counts of `/health` about as old as the reads are apart.
+        m.page_wanted();
+    }
     ok && keep_open
+}
+
+/// Waits until this shard holds pages whose merge began after its first tick since the
+/// read arrived: those count everything this shard counted before that tick (the read
+/// itself too), and every request another shard completed a tick before the read (each
+/// shard sends its counts up at every tick). While it waits, its shard's ticks ask the
+/// management shard for a render (`Shard::page_waiters`) and it applies the commands sent
+/// down itself, so a render is served within `PAGE_POLL`. Gives up when the shard drains
+/// or after `PAGE_WAIT_TICKS` ticks (at most `PAGE_WAIT_MAX`); then the pages it has are
+/// served. Returns how long it waited.
+async fn await_merge(shard: &Shard) -> Duration {
+    let asked = Instant::now();
+    let tick = shard.snapshot().config.monitoring.metrics_tick;
+    let bound = (tick * PAGE_WAIT_TICKS).min(PAGE_WAIT_MAX);
+    let _waiting = Counted::new(&shard.page_waiters);
+    // When this shard's first tick after the read sent its counts up.
+    let mut reported: Option<Instant> = None;
+    loop {
+        shard.apply_commands();
+        let last_report = shard.reported_at.get();
+        if reported.is_none() && last_report > asked {
+            reported = Some(last_report);
+        }
+        let merged = reported.is_some_and(|r| shard.pages.borrow().merged_at >= r);
+        let waited = asked.elapsed();
+        if merged || shard.draining.get() {
+            return waited;
+        }
+        if waited >= bound {
+            tracing::debug!(
+                shard = shard.id,
+                waited_ms = waited.as_millis() as u64,
+                "no pages merged after a page read arrived: serving older ones"
+            );
+            return waited;
+        }
+        monoio::time::sleep(PAGE_POLL).await;
+    }
 }
 
 /// Writes the page's response into `out`; its status, or `None` if it is not rendered.

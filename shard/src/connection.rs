@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::http::request::{self, RequestError};
 use crate::pipeline;
 use crate::relay::read_append;
+use crate::state::Counted;
 use crate::state::Shard;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -39,22 +40,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         let mut m = shard.metrics.borrow_mut();
         m.panicked();
         m.connection_closed();
-    }
-}
-
-/// Counts a value up while it lives (its `Drop` runs on a panic too).
-struct Counted<'a>(&'a std::cell::Cell<usize>);
-
-impl<'a> Counted<'a> {
-    fn new(cell: &'a std::cell::Cell<usize>) -> Self {
-        cell.set(cell.get() + 1);
-        Counted(cell)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

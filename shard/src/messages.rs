@@ -7,6 +7,7 @@
 use crate::router::LocalPage;
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A pre-rendered page body the shards serve as is.
 #[derive(Debug, Clone)]
@@ -19,13 +20,17 @@ pub struct Page {
 /// The gateway's own pages as last merged by the management shard.
 #[derive(Debug, Clone)]
 pub struct Pages {
+    /// When the management shard began its last merge before this render: every delta a
+    /// shard sent up before this instant is counted in these pages.
+    pub merged_at: Instant,
     pages: Vec<Page>,
 }
 
 impl Pages {
-    /// `render` gives each page's content; called once per management tick.
-    pub fn render(mut render: impl FnMut(LocalPage) -> Page) -> Pages {
+    /// `render` gives each page's content; called at a management tick when pages are read.
+    pub fn render(merged_at: Instant, mut render: impl FnMut(LocalPage) -> Page) -> Pages {
         Pages {
+            merged_at,
             pages: LocalPage::ALL.iter().map(|p| render(*p)).collect(),
         }
     }

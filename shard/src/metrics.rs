@@ -44,8 +44,10 @@ pub struct Counters {
     pub client_aborts: u64,
     /// Connections ended by a panic in the gateway's code (a bug; the shard goes on).
     pub panics: u64,
-    /// The gateway's own pages served (the management shard re-renders them when read).
-    pub pages_served: u64,
+    /// Pages served that do not wait for a merge (`/health`, `/info`), plus one per tick
+    /// while a read waits for one: when non-zero the management shard renders at its next
+    /// tick.
+    pub pages_wanted: u64,
     /// MCP requests by method (from `Mcp-Method`, or from a body the gateway had to read),
     /// in the order of `mcp::stateless::METHODS`, then `other`.
     pub mcp_methods: [u64; MCP_METHOD_SLOTS],
@@ -73,7 +75,7 @@ impl Counters {
         self.upstream_retries += o.upstream_retries;
         self.client_aborts += o.client_aborts;
         self.panics += o.panics;
-        self.pages_served += o.pages_served;
+        self.pages_wanted += o.pages_wanted;
         for (t, v) in self.mcp_methods.iter_mut().zip(o.mcp_methods) {
             *t += v;
         }
@@ -233,8 +235,8 @@ impl ShardMetrics {
         }
     }
 
-    pub fn page_served(&mut self) {
-        self.delta.counts.pages_served += 1;
+    pub fn page_wanted(&mut self) {
+        self.delta.counts.pages_wanted += 1;
     }
 
     pub fn upstream_retry(&mut self) {

@@ -50,6 +50,13 @@ impl LocalPage {
             _ => return None,
         })
     }
+
+    /// Whether a read on the data port waits for pages merged after it arrived: the pages
+    /// that show counts and health. `/health` answers at once (a liveness probe must not
+    /// wait for a tick; its counts are those of the last render) and `/info` shows no counts.
+    pub fn waits_for_merge(self) -> bool {
+        !matches!(self, LocalPage::Health | LocalPage::Info)
+    }
 }
 
 /// What `/mcp/{id}` names: one server, or a group of replicas of one MCP server.

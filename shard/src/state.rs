@@ -1,6 +1,7 @@
 //! One shard's own state: its current config [`Snapshot`], and the runtime state that
 //! outlives a reload, keyed by upstream slot: balancer positions, upstream pool, metrics,
-//! health, revision memory; the pages last sent down, and its cached `Date`.
+//! health, revision memory; the pages last sent down (and the channel they come on), and
+//! its cached `Date`.
 //!
 //! Owns: everything a request on this shard reads or updates, behind `Rc`/`RefCell` since a
 //! shard is one thread, and swapping in a new generation between requests. Must not: be
@@ -13,6 +14,7 @@ use crate::messages::{HealthMap, Pages, ShardCommand};
 use crate::metrics::ShardMetrics;
 use crate::pool::Pool;
 use crate::snapshot::{ConfigUpdate, Snapshot};
+use crossbeam_channel::Receiver;
 use mcp_gateway_config::GatewayConfig;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -35,7 +37,15 @@ pub struct Shard {
     pub pool: Rc<RefCell<Pool>>,
     pub metrics: RefCell<ShardMetrics>,
     pub pages: RefCell<Arc<Pages>>,
+    /// Page reads waiting for pages merged after they arrived (`answer::respond_page`):
+    /// while any wait, each tick's delta asks the management shard for a render.
+    pub page_waiters: Cell<usize>,
+    /// When the tick last sent this shard's counts up.
+    pub reported_at: Cell<std::time::Instant>,
     pub health: RefCell<HealthMap>,
+    /// What the management shard sends down, applied at each tick and while a page read
+    /// waits.
+    commands: Receiver<ShardCommand>,
     /// `Date` header value, refreshed at each tick.
     pub date: RefCell<String>,
     /// Client connections open on this shard, and this shard's share of the process cap.
@@ -75,7 +85,13 @@ pub const BUFFER_SIZE: usize = 8 * 1024;
 const BUFFER_KEEP_MAX: usize = 256 * 1024;
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, update: &ConfigUpdate, pages: Arc<Pages>) -> Shard {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        update: &ConfigUpdate,
+        pages: Arc<Pages>,
+        commands: Receiver<ShardCommand>,
+    ) -> Shard {
         let shards = shards.max(1);
         let config = &update.config;
         let secret = match &config.sessions.secret {
@@ -106,6 +122,9 @@ impl Shard {
             pool: Rc::new(RefCell::new(pool)),
             metrics: RefCell::new(ShardMetrics::new(id, config.upstreams.len())),
             pages: RefCell::new(pages),
+            page_waiters: Cell::new(0),
+            reported_at: Cell::new(std::time::Instant::now()),
+            commands,
             health: RefCell::new(Arc::new(vec![true; config.upstreams.len()])),
             date: RefCell::new(http_date(SystemTime::now())),
             open_connections: Cell::new(0),
@@ -297,8 +316,15 @@ impl Shard {
         }
     }
 
-    /// Applies a command from the management shard (between requests, at a tick).
-    pub fn apply(&self, command: ShardCommand) {
+    /// Applies every command the management shard has sent (at a tick, or while a page read
+    /// waits; never while anything of the shard is borrowed).
+    pub fn apply_commands(&self) {
+        while let Ok(command) = self.commands.try_recv() {
+            self.apply(command);
+        }
+    }
+
+    fn apply(&self, command: ShardCommand) {
         match command {
             ShardCommand::Config(update) => self.install(&update),
             ShardCommand::Pages(pages) => *self.pages.borrow_mut() = pages,
@@ -315,6 +341,22 @@ impl Shard {
 
     pub fn refresh_date(&self) {
         *self.date.borrow_mut() = http_date(SystemTime::now());
+    }
+}
+
+/// Counts a value up while it lives (its `Drop` runs on a panic too).
+pub struct Counted<'a>(&'a std::cell::Cell<usize>);
+
+impl<'a> Counted<'a> {
+    pub(crate) fn new(cell: &'a std::cell::Cell<usize>) -> Self {
+        cell.set(cell.get() + 1);
+        Counted(cell)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

@@ -92,7 +92,13 @@ pub fn spawn(spec: ShardSpec) -> io::Result<JoinHandle<()>> {
 }
 
 async fn shard_main(spec: ShardSpec) {
-    let mut shard = Shard::new(spec.id, spec.shards, &spec.config, spec.pages);
+    let mut shard = Shard::new(
+        spec.id,
+        spec.shards,
+        &spec.config,
+        spec.pages,
+        spec.commands,
+    );
     shard.sse_bridge = spec.sse_bridge;
     shard.filters = spec.filters;
     let shard = Rc::new(shard);
@@ -103,12 +109,7 @@ async fn shard_main(spec: ShardSpec) {
             return;
         }
     };
-    monoio::spawn(tick_loop(
-        shard.clone(),
-        spec.reports,
-        spec.commands,
-        spec.tick,
-    ));
+    monoio::spawn(tick_loop(shard.clone(), spec.reports, spec.tick));
     tracing::debug!(
         shard = spec.id,
         driver = runtime::preferred_driver().name(),
@@ -216,14 +217,10 @@ async fn drain(shard: &Shard) {
     }
 }
 
-/// Every tick: refresh the `Date` value, send the metric delta up, apply commands sent
-/// down; about once a second, reap idle upstream connections (a look at each is a syscall).
-async fn tick_loop(
-    shard: Rc<Shard>,
-    reports: Sender<MetricsDelta>,
-    commands: Receiver<ShardCommand>,
-    tick: Duration,
-) {
+/// Every tick: refresh the `Date` value, send the metric delta up (asking for a render
+/// while a page read waits for one), apply commands sent down; about once a second, reap
+/// idle upstream connections (a look at each is a syscall).
+async fn tick_loop(shard: Rc<Shard>, reports: Sender<MetricsDelta>, tick: Duration) {
     let mut last_reap = std::time::Instant::now();
     loop {
         monoio::time::sleep(tick).await;
@@ -243,6 +240,9 @@ async fn tick_loop(
         let delta = {
             let pool = shard.pool.borrow();
             let mut metrics = shard.metrics.borrow_mut();
+            if shard.page_waiters.get() > 0 {
+                metrics.page_wanted();
+            }
             metrics.gauges(|slot| pool.usage(slot).0);
             let mut delta = metrics.take_delta();
             delta.generation = shard.snapshot().generation;
@@ -254,8 +254,7 @@ async fn tick_loop(
                 "management shard not receiving metric deltas"
             );
         }
-        while let Ok(command) = commands.try_recv() {
-            shard.apply(command);
-        }
+        shard.reported_at.set(std::time::Instant::now());
+        shard.apply_commands();
     }
 }

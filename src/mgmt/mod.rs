@@ -1,7 +1,7 @@
 //! The management shard: one more thread, with its own monoio runtime, that owns what is
-//! process-wide: merging the shards' metric deltas (at each tick), rendering the gateway's
-//! pages and sending them down to every shard, active health checks, and the management
-//! port.
+//! process-wide: merging the shards' metric deltas (at each tick, and before each page of
+//! the management port), rendering the gateway's pages and sending them down to every shard
+//! (at the tick after a shard asked), active health checks, and the management port.
 //!
 //! Owns: [`State`]. Must not: be on any request's path: shards only ever see what it sends
 //! them over `crossbeam` channels.
@@ -45,14 +45,18 @@ pub struct State {
     pub cpus: Vec<usize>,
     pub data_addr: SocketAddr,
     pub management_addr: Option<SocketAddr>,
+    /// The shards' metric deltas, merged at each tick and before each management-port page.
+    reports: Receiver<MetricsDelta>,
+    /// When the last merge began: every delta sent up before it is in `totals`.
+    pub merged_at: Instant,
     /// What the shards serve now.
     pub pages: Arc<Pages>,
-    /// A page was served since the last render: render again at the next tick.
+    /// A shard asked for pages (one was read there): render again at the next tick.
     pub pages_wanted: bool,
     pub rendered_at: Instant,
 }
 
-/// Pages are re-rendered at the tick after one was served, and at least this often.
+/// Pages are re-rendered at the tick after a shard asked for them, and at least this often.
 /// Rendering 1000 upstreams' pages takes milliseconds, and the management thread may share
 /// a core with a shard: doing it every tick when nobody reads them would cost the shards
 /// latency.
@@ -66,6 +70,7 @@ impl State {
         cpus: Vec<usize>,
         data_addr: SocketAddr,
         management_addr: Option<SocketAddr>,
+        reports: Receiver<MetricsDelta>,
     ) -> State {
         let mut state = State {
             totals: Totals::new(config.upstreams.len(), shards),
@@ -82,10 +87,14 @@ impl State {
             cpus,
             data_addr,
             management_addr,
-            pages: Arc::new(Pages::render(|_| mcp_gateway_shard::messages::Page {
-                status: 503,
-                content_type: "application/json",
-                body: bytes::Bytes::new(),
+            reports,
+            merged_at: Instant::now(),
+            pages: Arc::new(Pages::render(Instant::now(), |_| {
+                mcp_gateway_shard::messages::Page {
+                    status: 503,
+                    content_type: "application/json",
+                    body: bytes::Bytes::new(),
+                }
             })),
             pages_wanted: false,
             rendered_at: Instant::now(),
@@ -120,11 +129,19 @@ impl State {
             .filter(|(u, _)| !u.retired)
             .fold((0, 0), |(h, t), (_, e)| (h + usize::from(e.healthy), t + 1))
     }
+
+    /// Merges every delta the shards have sent up so far; `merged_at` says when it began.
+    pub fn merge_reports(&mut self) {
+        self.merged_at = Instant::now();
+        while let Ok(delta) = self.reports.try_recv() {
+            self.pages_wanted |= delta.counts.pages_wanted > 0;
+            self.totals.merge(&delta);
+        }
+    }
 }
 
 pub struct MgmtSpec {
     pub state: State,
-    pub reports: Receiver<MetricsDelta>,
     pub shards: Vec<Sender<ShardCommand>>,
     pub listener: Option<std::net::TcpListener>,
     /// SIGHUP, forwarded by the main thread.
@@ -172,10 +189,7 @@ async fn management_main(spec: MgmtSpec) {
     loop {
         monoio::time::sleep(tick).await;
         let mut s = state.borrow_mut();
-        while let Ok(delta) = spec.reports.try_recv() {
-            s.pages_wanted |= delta.counts.pages_served > 0;
-            s.totals.merge(&delta);
-        }
+        s.merge_reports();
         reload::note_drained(&mut s);
         if !s.pages_wanted && s.rendered_at.elapsed() < PAGES_MAX_AGE {
             continue;

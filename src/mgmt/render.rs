@@ -36,9 +36,11 @@ pub enum Audience {
     Operator,
 }
 
-/// The data port's pages, for the shards.
+/// The data port's pages, for the shards, as of the last merge.
 pub fn pages(state: &State) -> Pages {
-    Pages::render(|page| render(state, page, Audience::Public))
+    Pages::render(state.merged_at, |page| {
+        render(state, page, Audience::Public)
+    })
 }
 
 pub fn render(state: &State, page: LocalPage, audience: Audience) -> Page {

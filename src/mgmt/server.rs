@@ -311,10 +311,11 @@ fn answer(
         );
     }
     match LocalPage::from_path(path) {
-        // Rendered fresh from the merged totals; the shards get new pages at the next tick.
+        // Rendered from totals that count every delta sent up before the read. The shards'
+        // pages are left alone: each data-port read asks for its own render.
         Some(page) => {
             let mut s = state.borrow_mut();
-            s.pages_wanted = true;
+            s.merge_reports();
             let p = render::render(&s, page, render::Audience::Operator);
             (p.status, p.content_type, p.body)
         }
