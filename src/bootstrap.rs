@@ -112,9 +112,14 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
         .filter_map(|i| cpus.get(i % cpus.len().max(1)).map(|c| c.id))
         .collect();
     // Listening before any shard starts: shards pass bridged `/sse/{id}` requests to it.
-    let (bridge_tx, bridge_rx) = crossbeam_channel::unbounded();
+    // Bounded: a bridge that falls this far behind keeps its config (logged) until it
+    // takes the next one.
+    let (bridge_tx, bridge_rx) = crossbeam_channel::bounded(64);
     let sse_bridge = crate::sse_bridge::start(&config, bridge_rx)?.map(|(addr, _thread)| addr);
-    let loader = reload::loader::Loader::start().context("starting the config loader")?;
+    // The demo's config takes nothing from the environment; its admin API changes do not
+    // either.
+    let loader =
+        reload::loader::Loader::start(path.is_some()).context("starting the config loader")?;
     let start = reload::Start {
         path,
         text,

@@ -382,3 +382,79 @@ fn the_api_needs_the_token_and_refuses_lying_bodies() {
     assert_eq!(api(&gw, "GET", "/api/upstreams", None).0, 200);
     assert_eq!(gw.get("/x").status, 200);
 }
+
+#[test]
+fn without_the_token_no_body_is_read_and_persist_never_overwrites_an_edit() {
+    let (a, b) = (Upstream::fixed("a"), Upstream::fixed("b"));
+    let gw = gateway(json!([server("a", &a.url("/"))]));
+    // A huge body announced without the token is refused from its head alone.
+    let mut c = Client::connect(gw.mgmt_addr());
+    c.send(b"PUT /api/config HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n{");
+    let r = c.read_response().expect("an answer before the body");
+    assert_json_error(&r, 401);
+    assert!(c.closed_within(std::time::Duration::from_secs(2)));
+
+    // An edit on disk the gateway has not read yet (it is invalid, so it was refused) is
+    // not overwritten by ?persist=true.
+    let path = gw.dir.path().join("gateway.json");
+    std::fs::write(&path, "{ this is being edited").expect("write");
+    thread::sleep(Duration::from_millis(600));
+    let (status, body) = api(
+        &gw,
+        "POST",
+        "/api/upstreams?persist=true",
+        Some(&json!({"id": "b", "url": b.url("/")})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "{ this is being edited"
+    );
+}
+
+#[test]
+fn a_drained_server_keeps_its_sessions_but_takes_no_new_ones() {
+    // A Streamable HTTP server that opens sessions.
+    let sessions = Upstream::start(|req, s| {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", "upstream-session-1"),
+        ];
+        respond(
+            s,
+            req,
+            200,
+            &headers,
+            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+        );
+        Flow::KeepAlive
+    });
+    let gw = gateway(json!([server("s", &sessions.url("/mcp"))]));
+    let init = mcp_get(&gw, "s");
+    assert_eq!(init.status, 200);
+    let token = init
+        .header("mcp-session-id")
+        .expect("a session token")
+        .to_string();
+    api(
+        &gw,
+        "PATCH",
+        "/api/upstreams/s",
+        Some(&json!({"draining": true})),
+    );
+    let resumed = gw.client().request(
+        "POST",
+        "/mcp/s",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", &token),
+        ],
+        br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+    );
+    assert_eq!(
+        resumed.status, 200,
+        "a session on a drained server goes on: {resumed:?}"
+    );
+    assert_json_error(&mcp_get(&gw, "s"), 503);
+}

@@ -341,3 +341,21 @@ fn listener_settings_wait_for_a_restart_and_the_rest_applies() {
     assert_json_error(&r, 413);
     assert_eq!(info(&gw)["limits"]["maxBodyBytes"], 10);
 }
+
+#[test]
+fn trusted_proxies_follow_a_reload_on_open_connections() {
+    let up = Upstream::echo();
+    let mut cfg = config(json!([server("a", &up.url("/"))]));
+    cfg["server"]["trustedProxies"] = json!(["127.0.0.1"]);
+    let gw = Gateway::start(&cfg);
+    let mut client = gw.client();
+    let forwarded = [("X-Forwarded-Proto", "https")];
+    assert_eq!(client.request("GET", "/x", &forwarded, b"").status, 200);
+    assert_eq!(up.last().header("x-forwarded-proto"), Some("https"));
+    cfg["server"]["trustedProxies"] = json!([]);
+    rewrite_config(&gw, &cfg);
+    wait_generation(&gw, 2);
+    // The same keep-alive connection is trusted no more.
+    assert_eq!(client.request("GET", "/x", &forwarded, b"").status, 200);
+    assert_ne!(up.last().header("x-forwarded-proto"), Some("https"));
+}

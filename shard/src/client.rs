@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub struct Conn {
     pub stream: TcpStream,
+    pub peer: SocketAddr,
     /// The client's address as text, written into `X-Forwarded-For`.
     pub peer_ip: String,
     /// The peer is one of `server.trustedProxies`: its forwarding headers pass on.
@@ -34,16 +35,26 @@ pub enum BufferError {
 
 impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr, shard: &Shard) -> Conn {
-        let snap = shard.snapshot();
-        let server = &snap.config.server;
-        Conn {
+        let mut conn = Conn {
             stream,
+            peer,
             peer_ip: peer.ip().to_string(),
-            trusted_proxy: server.trusted_proxies.iter().any(|b| b.contains(peer.ip())),
+            trusted_proxy: false,
             rbuf: Vec::new(),
             rpos: 0,
-            send_timeout: server.limits.send_timeout,
-        }
+            send_timeout: std::time::Duration::ZERO,
+        };
+        conn.follow(&shard.snapshot().config.server);
+        conn
+    }
+
+    /// Takes the connection's settings from a config generation: called before each request
+    /// head, so a reload applies to open keep-alive connections from their next request (a
+    /// proxy removed from `server.trustedProxies` is trusted no more).
+    pub fn follow(&mut self, server: &mcp_gateway_config::Server) {
+        let ip = self.peer.ip();
+        self.trusted_proxy = server.trusted_proxies.iter().any(|b| b.contains(ip));
+        self.send_timeout = server.limits.send_timeout;
     }
 
     /// Writes all of `buf` to the client; `TimedOut` when the client reads none of it for

@@ -27,8 +27,9 @@ pub enum Action {
     Reject(GatewayError),
     /// A CORS preflight from this allowed origin.
     Preflight(Vec<u8>),
-    /// A legacy-SSE request this process's bridge serves (its head is in `out`).
-    Bridge,
+    /// A legacy-SSE request this process's bridge serves (its head is in `out`); the slot
+    /// of the server a stream it opens goes to, which counts it as in flight there.
+    Bridge(Option<usize>),
 }
 
 /// One request's context: what the phases decided, owning no borrow of the read buffer,

@@ -86,11 +86,11 @@ pub enum BridgeEnd {
 pub async fn bridge(
     shard: &Shard,
     conn: &mut Conn,
+    snap: &crate::snapshot::Snapshot,
     framing: BodyFraming,
     expect_continue: bool,
     out: &mut Vec<u8>,
 ) -> BridgeEnd {
-    let snap = shard.snapshot();
     let limits = &snap.config.server.limits;
     let gone = |e: std::io::Error| {
         BridgeEnd::Failed(GatewayError::UpstreamConnect {

@@ -81,7 +81,10 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool 
             Proxied::Done(keep_open) => keep_open,
             Proxied::Unreached(err) => failover(shard, conn, &mut p, upstream, err, &mut out).await,
         },
-        Action::Bridge => bridge(shard, conn, &p, &mut out).await,
+        Action::Bridge(slot) => {
+            let _in_flight = slot.map(|slot| InFlight::new(shard, slot));
+            bridge(shard, conn, &p, &mut out).await
+        }
         Action::Local(page) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_page(shard, conn, &p, page, &mut out, body_skipped).await
@@ -135,7 +138,7 @@ fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
 
 /// Phase 2 for a legacy-SSE request the bridge serves; the connection closes after it.
 async fn bridge(shard: &Shard, conn: &mut Conn, p: &RequestCtx, out: &mut Vec<u8>) -> bool {
-    match legacy_sse::bridge(shard, conn, p.framing, p.expect_continue, out).await {
+    match legacy_sse::bridge(shard, conn, &p.snap, p.framing, p.expect_continue, out).await {
         BridgeEnd::Answered { status, bytes } => {
             let latency = p.started.elapsed().as_micros() as u64;
             let mut m = shard.metrics.borrow_mut();

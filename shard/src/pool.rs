@@ -150,6 +150,14 @@ impl Pool {
         }
     }
 
+    /// A drained slot was given to a new server: no connection or memory of the old one.
+    pub fn reset(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            let cap = s.cap;
+            *s = Slot::new(cap);
+        }
+    }
+
     /// A new config generation: `slots` gives each slot's per-shard cap and whether it is
     /// retired. Slots keep their connections; new ones are added; a retired slot closes its
     /// idle connections now and each busy one when it comes back; a raised cap lets

@@ -154,8 +154,9 @@ impl Shard {
 
     /// Swaps in a new generation, between requests. Runtime state stays where the slot
     /// stays: pools, counters and health of unchanged servers go on; new slots get theirs;
-    /// retired slots close their idle connections. Balancer positions are kept for groups
-    /// whose members and weights did not change.
+    /// retired slots close their idle connections. Balancer positions are kept: the default
+    /// group's when its members and weights did not change, the replica groups' when none
+    /// of theirs did.
     fn install(&self, update: &ConfigUpdate) {
         let new = Snapshot::new(update);
         let old = self.snapshot();
@@ -169,7 +170,17 @@ impl Shard {
             config.upstream_idle_timeout,
         );
         self.metrics.borrow_mut().fit(slots);
-        self.predates_stateless.borrow_mut().resize(slots, None);
+        let mut predates = self.predates_stateless.borrow_mut();
+        predates.resize(slots, None);
+        for (slot, u) in config.upstreams.iter().enumerate() {
+            let reused = old.config.upstreams.get(slot).is_some_and(|o| o.retired) && !u.retired;
+            if reused {
+                // A drained slot taken by a new server: nothing of the old one carries over.
+                predates[slot] = None;
+                self.pool.borrow_mut().reset(slot);
+            }
+        }
+        drop(predates);
         let mut health = self.health.borrow_mut();
         if health.len() < slots {
             // New servers take traffic at once, as at start-up; the prober judges them next.
@@ -202,10 +213,16 @@ impl Shard {
         *self.snapshot.borrow_mut() = Rc::new(new);
     }
 
-    /// Whether slot `upstream` may take a new request: healthy, configured, not drained.
+    /// Whether slot `upstream` is up (by its health checks): it may go on serving the
+    /// sessions it holds, even while drained.
     pub fn is_healthy(&self, upstream: usize) -> bool {
         self.health.borrow().get(upstream).copied().unwrap_or(false)
-            && self.snapshot.borrow().accepts(upstream)
+    }
+
+    /// Whether slot `upstream` may be given a new request or session: up, configured, and
+    /// not drained through the admin API.
+    pub fn takes_new(&self, upstream: usize) -> bool {
+        self.is_healthy(upstream) && self.snapshot.borrow().accepts(upstream)
     }
 
     /// Picks a healthy member of the default group.

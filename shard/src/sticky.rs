@@ -39,7 +39,7 @@ pub fn pick_default(
         .and_then(|token| shard.sessions.borrow().open_sticky(token, now).ok())
         .and_then(|replica| snap.routes.replica(replica))
         .filter(|&i| {
-            snap.config.upstreams[i].group.is_none() && shard.is_healthy(i) && !shard.avoided(i)
+            snap.config.upstreams[i].group.is_none() && shard.takes_new(i) && !shard.avoided(i)
         });
     if let Some(upstream) = remembered {
         return Some(StickyPick {

@@ -40,6 +40,13 @@ impl Totals {
         }
     }
 
+    /// A new server took slot `slot`: its counters start from zero.
+    pub fn reset(&mut self, slot: usize) {
+        if let Some(c) = self.per_upstream.get_mut(slot) {
+            *c = UpstreamCounters::default();
+        }
+    }
+
     /// (requests in flight, connections open) to slot `slot`, over all shards.
     pub fn slot_gauges(&self, slot: usize) -> (u64, u64) {
         self.gauges

@@ -105,19 +105,30 @@ impl State {
         state
     }
 
-    /// Whether the pages show slot `slot`: a configured server, or a removed one whose
-    /// requests are still running (and whose id no new slot took over).
-    pub fn shown(&self, slot: usize) -> bool {
-        let Some(u) = self.config.upstreams.get(slot) else {
-            return false;
-        };
-        !u.retired
-            || (self.totals.slot_gauges(slot) != (0, 0)
-                && !self
-                    .config
-                    .upstreams
-                    .iter()
-                    .any(|other| other.id == u.id && !other.retired))
+    /// Per slot, whether the pages show it: every configured server, and a removed one
+    /// still draining unless its id is configured again (one series per id: the configured
+    /// slot, or the latest draining one).
+    pub fn shown_slots(&self) -> Vec<bool> {
+        let upstreams = &self.config.upstreams;
+        let mut by_id: std::collections::HashMap<&str, usize> = upstreams
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.retired)
+            .map(|(i, u)| (u.id.as_str(), i))
+            .collect();
+        for (slot, _) in &self.reload.retiring {
+            if let Some(u) = upstreams.get(*slot) {
+                let chosen = by_id.entry(u.id.as_str()).or_insert(*slot);
+                if upstreams[*chosen].retired && *slot > *chosen {
+                    *chosen = *slot;
+                }
+            }
+        }
+        let mut shown = vec![false; upstreams.len()];
+        for slot in by_id.into_values() {
+            shown[slot] = true;
+        }
+        shown
     }
 
     /// (healthy, total) among the configured servers.

@@ -31,6 +31,19 @@ pub struct HealthEntry {
     pub last_error: Option<String>,
 }
 
+impl HealthEntry {
+    fn fresh() -> HealthEntry {
+        HealthEntry {
+            healthy: true,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            last_check: None,
+            last_latency_ms: None,
+            last_error: None,
+        }
+    }
+}
+
 pub struct HealthTable {
     entries: Vec<HealthEntry>,
     healthy_threshold: u32,
@@ -41,16 +54,8 @@ pub struct HealthTable {
 
 impl HealthTable {
     pub fn new(upstreams: usize, check: &HealthCheck, route_by_health: bool) -> Self {
-        let entry = HealthEntry {
-            healthy: true,
-            consecutive_failures: 0,
-            consecutive_successes: 0,
-            last_check: None,
-            last_latency_ms: None,
-            last_error: None,
-        };
         Self {
-            entries: vec![entry; upstreams],
+            entries: vec![HealthEntry::fresh(); upstreams],
             healthy_threshold: check.healthy_threshold.max(1),
             unhealthy_threshold: check.unhealthy_threshold.max(1),
             route_by_health,
@@ -60,15 +65,14 @@ impl HealthTable {
     /// A reload added slots: their servers start healthy, as at start-up.
     pub fn fit(&mut self, slots: usize) {
         if slots > self.entries.len() {
-            let fresh = HealthEntry {
-                healthy: true,
-                consecutive_failures: 0,
-                consecutive_successes: 0,
-                last_check: None,
-                last_latency_ms: None,
-                last_error: None,
-            };
-            self.entries.resize(slots, fresh);
+            self.entries.resize(slots, HealthEntry::fresh());
+        }
+    }
+
+    /// A new server took slot `slot`: healthy until its probes say otherwise.
+    pub fn reset(&mut self, slot: usize) {
+        if let Some(e) = self.entries.get_mut(slot) {
+            *e = HealthEntry::fresh();
         }
     }
 

@@ -181,13 +181,14 @@ fn stats(state: &State) -> Value {
         .filter(|k| t.counts.errors[k.index()] > 0)
         .map(|k| (k.label().to_string(), json!(t.counts.errors[k.index()])))
         .collect();
+    let shown = state.shown_slots();
     let upstreams: Vec<Value> = state
         .config
         .upstreams
         .iter()
         .zip(&t.per_upstream)
         .enumerate()
-        .filter(|(slot, (_, c))| c.requests > 0 && state.shown(*slot))
+        .filter(|(slot, (_, c))| c.requests > 0 && shown[*slot])
         .map(|(_, pair)| pair)
         .map(|(u, c)| {
             json!({
@@ -247,6 +248,7 @@ fn status(state: &State, operator: bool) -> Value {
 
 fn upstream_health(state: &State, operator: bool) -> Value {
     let (healthy, total) = state.health_counts();
+    let shown = state.shown_slots();
     let servers: Vec<Value> = state
         .config
         .upstreams
@@ -254,7 +256,7 @@ fn upstream_health(state: &State, operator: bool) -> Value {
         .zip(state.health.entries())
         .zip(&state.revisions)
         .enumerate()
-        .filter(|(slot, _)| state.shown(*slot))
+        .filter(|(slot, _)| shown[*slot])
         .map(|(_, ((u, h), stateless))| {
             json!({
                 "id": u.id,
@@ -369,14 +371,11 @@ fn metrics(state: &State) -> String {
     }
     latency_histogram(&mut out, state);
     let upstreams = &state.config.upstreams;
+    let shown = state.shown_slots();
     let series =
         |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(usize) -> u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (i, u) in upstreams
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| state.shown(*i))
-            {
+            for (i, u) in upstreams.iter().enumerate().filter(|(i, _)| shown[*i]) {
                 let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", u.id, value(i));
             }
         };

@@ -145,25 +145,37 @@ async fn connection(
                 head.reply(status, "application/json", body.into())
             }
             Step::Api(req, head, body_len) => {
-                // The body must arrive within the same deadline as the head.
-                while buf.len() < head.consumed + body_len {
-                    let read = read_append(&mut stream, &mut buf, 64 * 1024);
-                    match monoio::time::timeout_at(deadline, read).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
+                // Nobody without the token makes the thread read (and hold) a body.
+                let reading = API_BODIES.with(Cell::get);
+                let refused = api::refuse_early(&state.borrow().config, &req, body_len, reading);
+                if let Some((status, value)) = refused {
+                    let body = serde_json::to_vec(&value).unwrap_or_default();
+                    let mut reply = head.reply(status, "application/json", body.into());
+                    reply.close = true;
+                    reply
+                } else {
+                    let _reading = BodyReader::enter();
+                    // The body must arrive within the same deadline as the head.
+                    buf.reserve((head.consumed + body_len).saturating_sub(buf.len()));
+                    while buf.len() < head.consumed + body_len {
+                        let read = read_append(&mut stream, &mut buf, 64 * 1024);
+                        match monoio::time::timeout_at(deadline, read).await {
+                            Ok(Ok(n)) if n > 0 => {}
+                            _ => return,
+                        }
                     }
+                    let body = buf[head.consumed..head.consumed + body_len].to_vec();
+                    let req = api::ApiRequest {
+                        admin: req,
+                        body,
+                        peer: peer.addr,
+                    };
+                    let (status, value) = api::answer(&state, &shards, req).await;
+                    let body = serde_json::to_vec(&value).unwrap_or_default();
+                    let mut reply = head.reply(status, "application/json", body.into());
+                    reply.consumed += body_len;
+                    reply
                 }
-                let body = buf[head.consumed..head.consumed + body_len].to_vec();
-                let req = api::ApiRequest {
-                    admin: req,
-                    body,
-                    peer: peer.addr,
-                };
-                let (status, value) = api::answer(&state, &shards, req).await;
-                let body = serde_json::to_vec(&value).unwrap_or_default();
-                let mut reply = head.reply(status, "application/json", body.into());
-                reply.consumed += body_len;
-                reply
             }
             Step::Page(method, path, head) => {
                 let (status, ct, body) = answer(&state, &method, &path);
@@ -194,6 +206,27 @@ async fn connection(
         if !matches!(written, Ok(Ok(()))) || reply.close {
             return;
         }
+    }
+}
+
+thread_local! {
+    /// API bodies being read now (the management thread's own count).
+    static API_BODIES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one API body being read while it lives.
+struct BodyReader;
+
+impl BodyReader {
+    fn enter() -> BodyReader {
+        API_BODIES.with(|n| n.set(n.get() + 1));
+        BodyReader
+    }
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        API_BODIES.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 

@@ -134,7 +134,7 @@ pub fn choose(
         }
         None => {
             let upstream = match target {
-                Target::Server(i) if shard.is_healthy(i) => i,
+                Target::Server(i) if shard.takes_new(i) => i,
                 Target::Server(_) => return Err(GatewayError::NoHealthyUpstream),
                 Target::Group(g) => shard
                     .pick_in_group(g, routing.method.is_some())

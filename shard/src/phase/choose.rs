@@ -54,7 +54,11 @@ pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, conn: &Conn, ctx: &mut Requ
             Ok(LegacyPlan::Bridge(call)) => {
                 let rid = ctx.request_id.as_bytes();
                 mcp::legacy::write_bridge_head(&mut ctx.out, head, &call, id, rid);
-                return over_limit(ctx).unwrap_or(Action::Bridge);
+                let slot = match call {
+                    mcp::legacy::BridgeCall::Open { upstream } => Some(upstream),
+                    mcp::legacy::BridgeCall::Message { .. } => None,
+                };
+                return over_limit(ctx).unwrap_or(Action::Bridge(slot));
             }
             Err(e) => return Action::Reject(e),
         },

@@ -42,6 +42,35 @@ pub const ROUTES: [(&str, &str); 9] = [
 /// The largest request body the API reads (a whole config of 1000+ servers fits).
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
+/// API bodies read at once on the management port; over it, 503 before reading.
+pub const MAX_BODIES_READING: usize = 2;
+
+/// Decides from the head alone whether to refuse an API request before its body is read:
+/// a caller without the token, or too many bodies being read already (`reading`).
+pub fn refuse_early(
+    config: &mcp_gateway_config::GatewayConfig,
+    req: &AdminRequest,
+    body_len: usize,
+    reading: usize,
+) -> Option<Answer> {
+    let path = req.target.split('?').next().unwrap_or("");
+    if path != "/api/openapi.json" {
+        if let Err((status, body)) = admin::authorize(config, req) {
+            return Some(denied(status, &body));
+        }
+    }
+    (body_len > 0 && reading >= MAX_BODIES_READING)
+        .then(|| error(503, "the admin API is reading other bodies; try again"))
+}
+
+fn denied(status: u16, body: &[u8]) -> Answer {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    error(status, &message)
+}
+
 /// One API request, its body read.
 pub struct ApiRequest {
     pub admin: AdminRequest,
@@ -77,11 +106,7 @@ pub async fn answer(state: &Rc<RefCell<State>>, shards: &Shards, req: ApiRequest
     }
     let config = state.borrow().config.clone();
     if let Err((status, body)) = admin::authorize(&config, &req.admin) {
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        return error(status, &message);
+        return denied(status, &body);
     }
     let persist = query
         .split('&')
@@ -139,11 +164,10 @@ impl Call<'_> {
     /// Applies `text` as the new config (the caller holds the turn) and, with `?persist`,
     /// writes it to the config file. 200 with the reload report, or 400 with every error.
     pub async fn apply(&self, text: String, what: &str) -> Answer {
-        if self.persist && self.state.borrow().reload.path.is_none() {
-            return error(
-                409,
-                "this gateway runs without a config file (demo): nothing to persist to",
-            );
+        if self.persist {
+            if let Err(refusal) = self.file_as_last_read().await {
+                return refusal;
+            }
         }
         let by = format!("admin API {what} from {}", self.peer);
         let source = super::reload::loader::Source::Text(text.clone());
@@ -170,6 +194,37 @@ impl Call<'_> {
         }
     }
 
+    /// With `?persist`: the file must be as the gateway last read or wrote it, so that an
+    /// edit on disk not yet (or never) applied is not overwritten.
+    async fn file_as_last_read(&self) -> Result<(), Answer> {
+        let (loader, path, sha) = {
+            let s = self.state.borrow();
+            let r = &s.reload;
+            (
+                r.loader.clone(),
+                r.path.clone(),
+                r.file_applied_sha256.clone(),
+            )
+        };
+        let Some(path) = path else {
+            return Err(error(
+                409,
+                "this gateway runs without a config file (demo): nothing to persist to",
+            ));
+        };
+        let source = super::reload::loader::Source::File {
+            path,
+            unless: Some(sha),
+        };
+        match loader.load(source).await {
+            super::reload::loader::Outcome::Unchanged => Ok(()),
+            _ => Err(error(
+                409,
+                "the config file changed on disk since the gateway read it; not overwritten (reload it first)",
+            )),
+        }
+    }
+
     async fn write_file(&self, text: String) -> Result<String, String> {
         let (loader, path) = {
             let s = self.state.borrow();
@@ -179,7 +234,10 @@ impl Call<'_> {
         let sha = super::reload::loader::sha256(&text);
         loader.persist(path.clone(), text).await?;
         // The watch sees the write; these bytes are the running config already.
-        self.state.borrow_mut().reload.file_sha256 = sha;
+        let mut s = self.state.borrow_mut();
+        s.reload.file_sha256 = sha.clone();
+        s.reload.file_applied_sha256 = sha;
+        drop(s);
         tracing::info!(peer = %self.peer, path = %path.display(), "admin API: config written to the file (previous kept as .bak)");
         Ok(path.display().to_string())
     }

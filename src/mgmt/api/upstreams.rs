@@ -55,12 +55,13 @@ fn describe(state: &State, slot: usize, u: &Upstream) -> Value {
 }
 
 pub fn list(state: &State) -> Answer {
+    let shown = state.shown_slots();
     let servers: Vec<Value> = state
         .config
         .upstreams
         .iter()
         .enumerate()
-        .filter(|(slot, _)| state.shown(*slot))
+        .filter(|(slot, _)| shown[*slot])
         .map(|(slot, u)| describe(state, slot, u))
         .collect();
     (

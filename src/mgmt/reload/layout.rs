@@ -1,10 +1,10 @@
 //! Upstream slots across reloads: which position of the shards' upstream table each server
 //! holds.
 //!
-//! A slot is one server id at one address. A server that keeps its id and address keeps
-//! its slot through any reload (its pooled connections, health, counters and balancer
-//! position go on); one whose address or transport changed gets a new slot (its old
-//! connections must not be reused); one removed keeps its slot, marked `retired`, so the
+//! A slot is one server id at one URL. A server that keeps its id and URL keeps its slot
+//! through any reload (its pooled connections, health, counters and balancer position go
+//! on); one whose URL or transport changed gets a new slot (its old connections must not
+//! be reused); one removed keeps its slot, marked `retired`, so the
 //! requests still in flight on it end normally. Slots are never reused for another server:
 //! a retired slot costs a few hundred bytes per shard, and reuse would let a late request
 //! of the old server count against, or return a connection into, the new one.
@@ -21,6 +21,10 @@ pub struct Layout {
     live: HashMap<String, usize>,
     /// Servers drained through the admin API (`PATCH /api/upstreams/{id}`).
     drained: HashSet<String>,
+    /// Retired slots whose last request ended on every shard: a new server takes one of
+    /// these before the table grows, so the slots number at most the servers configured
+    /// plus those still draining.
+    free: Vec<usize>,
 }
 
 /// What a new config did to the servers, by id.
@@ -37,10 +41,13 @@ impl ServerChanges {
     }
 }
 
-/// Whether two configs of a server may share pooled connections.
-/// (Stdio servers all reach the process's stdio host; their path tells them apart.)
+/// Whether two configs of a server are the same server instance (one slot): the URL as
+/// written and the transport. Not the resolved address: a name that resolves to another
+/// address of the same service (round-robin DNS) keeps its slot, its pooled connections
+/// (still good) and its health; new connections go to the new address. (Stdio servers all
+/// reach the process's stdio host; their path tells them apart.)
 fn same_endpoint(a: &Upstream, b: &Upstream) -> bool {
-    a.addr == b.addr
+    a.url == b.url
         && a.transport == b.transport
         && (!matches!(a.transport, Transport::Stdio(_)) || a.base_path == b.base_path)
 }
@@ -57,6 +64,7 @@ impl Layout {
                 .collect(),
             slots: config.upstreams.clone(),
             drained: HashSet::new(),
+            free: Vec::new(),
         }
     }
 
@@ -78,13 +86,15 @@ impl Layout {
                 Some(slot) => {
                     changes.changed.push(server.id.clone());
                     self.slots[slot].retired = true;
-                    self.live.insert(server.id.clone(), self.slots.len());
-                    self.slots.push(server);
+                    let id = server.id.clone();
+                    let slot = self.place(server);
+                    self.live.insert(id, slot);
                 }
                 None => {
                     changes.added.push(server.id.clone());
-                    self.live.insert(server.id.clone(), self.slots.len());
-                    self.slots.push(server);
+                    let id = server.id.clone();
+                    let slot = self.place(server);
+                    self.live.insert(id, slot);
                 }
             }
         }
@@ -104,6 +114,28 @@ impl Layout {
         changes.removed.sort();
         config.upstreams = self.slots.clone();
         changes
+    }
+
+    /// Puts a new server in a free slot, or a new one at the end; returns the slot.
+    fn place(&mut self, server: Upstream) -> usize {
+        let lowest = (0..self.free.len()).min_by_key(|i| self.free[*i]);
+        match lowest.map(|i| self.free.swap_remove(i)) {
+            Some(slot) if slot < self.slots.len() => {
+                self.slots[slot] = server;
+                slot
+            }
+            _ => {
+                self.slots.push(server);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// A retired slot has drained on every shard: a later server may take it.
+    pub fn release(&mut self, slot: usize) {
+        if self.slots.get(slot).is_some_and(|u| u.retired) && !self.free.contains(&slot) {
+            self.free.push(slot);
+        }
     }
 
     /// Sets or clears the admin drain of a live server; false when there is no such server.
@@ -180,6 +212,20 @@ mod tests {
         assert_eq!(changes.added, vec!["b"]);
         assert_eq!(back.upstreams.len(), 6);
         assert!(!back.upstreams[5].retired && back.upstreams[1].retired);
+        // Drained slots are taken before the table grows.
+        layout.release(1);
+        layout.release(2);
+        layout.release(0); // live: not released
+        let mut next = config(&[("a", 9001), ("b", 9002), ("e", 9005), ("f", 9006)]);
+        layout.arrange(&mut next);
+        assert_eq!(next.upstreams.len(), 6);
+        let live: Vec<&str> = next
+            .upstreams
+            .iter()
+            .filter(|u| !u.retired)
+            .map(|u| u.id.as_str())
+            .collect();
+        assert_eq!(live, ["a", "e", "f", "b"]);
     }
 
     #[test]

@@ -67,11 +67,13 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn start() -> std::io::Result<Loader> {
+    /// `environment`: whether configs take the process environment's overrides (as the
+    /// config file does at start-up; the demo's config does not).
+    pub fn start(environment: bool) -> std::io::Result<Loader> {
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
         std::thread::Builder::new()
             .name("config-loader".into())
-            .spawn(move || serve(queue))?;
+            .spawn(move || serve(queue, environment))?;
         Ok(Loader { jobs })
     }
 
@@ -116,11 +118,11 @@ impl Loader {
     }
 }
 
-fn serve(queue: Receiver<Job>) {
+fn serve(queue: Receiver<Job>, environment: bool) {
     for job in queue {
         match job {
             Job::Load { source, reply } => {
-                let _ = reply.send(load(source));
+                let _ = reply.send(load(source, environment));
             }
             Job::Write { path, text, reply } => {
                 let _ = reply.send(write(&path, &text).map_err(|e| e.to_string()));
@@ -129,7 +131,7 @@ fn serve(queue: Receiver<Job>) {
     }
 }
 
-fn load(source: Source) -> Outcome {
+fn load(source: Source, environment: bool) -> Outcome {
     match source {
         Source::File { path, unless } => match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -137,35 +139,68 @@ fn load(source: Source) -> Outcome {
                 if unless.as_deref() == Some(sha.as_str()) {
                     return Outcome::Unchanged;
                 }
-                match parse(&path.display().to_string(), text) {
+                match parse(&path.display().to_string(), text, environment) {
                     Outcome::Failed(e, _) => Outcome::Failed(e, Some(sha)),
                     parsed => parsed,
                 }
             }
             Err(source) => Outcome::Failed(LoadError::Io { path, source }, None),
         },
-        Source::Text(text) => parse("<admin API>", text),
+        Source::Text(text) => parse("<admin API>", text, environment),
     }
 }
 
+/// Writes `text` over the file at `path` (through a symlink, to its target) so that a
+/// reader sees the old file or the new one, never a part: a new file next to it (created
+/// exclusively, so a planted link is not followed), with the old one's permissions and
+/// owner, synced, the old one copied to `.bak`, then renamed over it and the folder synced.
 fn write(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    if path.exists() {
-        std::fs::copy(path, path.with_file_name(format!("{name}.bak")))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let old = std::fs::metadata(&path).ok();
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        if let Some(old) = &old {
+            file.set_permissions(old.permissions())?;
+            // Only root may give a file away; anyone else keeps their own as owner.
+            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        if old.is_some() {
+            std::fs::copy(&path, path.with_file_name(format!("{name}.bak")))?;
+        }
+        std::fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written?;
+    if let Some(folder) = path.parent() {
+        std::fs::File::open(folder)?.sync_all()?;
+    }
+    Ok(())
 }
 
-fn parse(name: &str, text: String) -> Outcome {
-    match mcp_gateway_config::parse_document(name, &text, &mcp_gateway_config::process_env) {
+fn parse(name: &str, text: String, environment: bool) -> Outcome {
+    let env: &dyn Fn(&str) -> Option<String> = if environment {
+        &mcp_gateway_config::process_env
+    } else {
+        &|_| None
+    };
+    match mcp_gateway_config::parse_document(name, &text, env) {
         Ok(loaded) => Outcome::Parsed(Box::new(Parsed {
             loaded,
             sha256: sha256(&text),

@@ -42,6 +42,9 @@ pub struct Reloader {
     pub sha256: String,
     /// SHA-256 of the config file as last read or written by the gateway.
     pub file_sha256: String,
+    /// SHA-256 of the file as last applied or written: `?persist=true` overwrites only
+    /// this (never an edit on disk that was refused or not read yet).
+    pub file_applied_sha256: String,
     /// The running config as written (no comments, no environment values): what admin API
     /// changes edit and `?persist=true` writes.
     pub document: Value,
@@ -53,8 +56,8 @@ pub struct Reloader {
     pub fd_limit: Option<u64>,
     /// A reload is being loaded or applied; the next one waits.
     pub busy: bool,
-    /// Slots retired and not yet drained (logged when they are).
-    pub retiring: Vec<usize>,
+    /// Slots retired and not yet drained, with the generation that retired them.
+    pub retiring: Vec<(usize, u64)>,
     /// The legacy-SSE bridge's copy of the config, if it runs.
     pub bridge: Option<crossbeam_channel::Sender<Arc<GatewayConfig>>>,
 }
@@ -95,6 +98,7 @@ impl Reloader {
             loaded_at: SystemTime::now(),
             sha256: loader::sha256(&start.text),
             file_sha256: loader::sha256(&start.text),
+            file_applied_sha256: loader::sha256(&start.text),
             document: start.document,
             effective: start.effective,
             applied: 0,
@@ -157,21 +161,23 @@ pub fn install(
     config: GatewayConfig,
 ) {
     let slots = config.upstreams.len();
+    state.totals.fit(slots);
+    state.health.fit(slots);
+    state.revisions.resize(slots, None);
     for (slot, u) in config.upstreams.iter().enumerate() {
-        let was_live = state
-            .config
-            .upstreams
-            .get(slot)
-            .is_some_and(|old| !old.retired);
-        if u.retired && was_live {
-            state.reload.retiring.push(slot);
+        let was_live = state.config.upstreams.get(slot).map(|old| !old.retired);
+        if u.retired && was_live == Some(true) {
+            state.reload.retiring.push((slot, state.reload.generation));
+        }
+        if !u.retired && was_live == Some(false) {
+            // A drained slot taken by a new server: it starts with nothing of the old one.
+            state.totals.reset(slot);
+            state.health.reset(slot);
+            state.revisions[slot] = None;
         }
     }
     let config = Arc::new(config);
     let update = Arc::new(ConfigUpdate::new(state.reload.generation, config.clone()));
-    state.totals.fit(slots);
-    state.health.fit(slots);
-    state.revisions.resize(slots, None);
     state.config = config.clone();
     state.pages_wanted = true;
     let health = Arc::new(state.health.routing_map());
@@ -180,23 +186,35 @@ pub fn install(
         let _ = tx.send(ShardCommand::Health(health.clone()));
     }
     if let Some(bridge) = &state.reload.bridge {
-        let _ = bridge.send(config);
+        if bridge.try_send(config).is_err() {
+            tracing::warn!(
+                "the legacy SSE bridge is behind on config updates; it keeps an older one"
+            );
+        }
     }
 }
 
-/// Logs retired servers whose last request ended and whose connections closed.
+/// Marks drained (and logs) retired servers whose last request ended and whose
+/// connections closed: every shard runs the generation that retired them (so starts no
+/// new request there) and has reported neither requests nor connections since.
 pub fn note_drained(state: &mut State) {
     let totals = &state.totals;
     let config = &state.config;
-    state.reload.retiring.retain(|slot| {
-        if totals.slot_gauges(*slot) != (0, 0) {
+    let all_on = totals.generations.iter().copied().min().unwrap_or(0);
+    let mut drained = Vec::new();
+    state.reload.retiring.retain(|(slot, retired_in)| {
+        if all_on < *retired_in || totals.slot_gauges(*slot) != (0, 0) {
             return true;
         }
         if let Some(u) = config.upstreams.get(*slot) {
             tracing::info!(upstream = %u.id, "removed server drained: its last request ended and its connections are closed");
         }
+        drained.push(*slot);
         false
     });
+    for slot in drained {
+        state.reload.layout.release(slot);
+    }
 }
 
 /// The sections (other than the server list) whose settings differ.

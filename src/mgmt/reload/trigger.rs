@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 /// How often the channels are looked at.
 const POLL: Duration = Duration::from_millis(50);
-/// How long the folder must be quiet after a change before the file is read.
+/// How long the file must be quiet after a change before it is read.
 const QUIET: Duration = Duration::from_millis(150);
+/// A file that keeps changing is read at the latest this long after its first change.
+const LONGEST_WAIT: Duration = Duration::from_secs(2);
 
 /// Holds the reload turn; dropping it lets the next reload go.
 pub struct Turn {
@@ -78,6 +80,7 @@ pub async fn load_and_apply(
             let mut s = state.borrow_mut();
             if from_file {
                 s.reload.file_sha256 = parsed.sha256.clone();
+                s.reload.file_applied_sha256 = parsed.sha256.clone();
             }
             let report = super::apply(&mut s, shards, *parsed);
             super::log_applied(&report, by);
@@ -95,19 +98,23 @@ pub async fn run(
     nudges: Receiver<()>,
 ) {
     let mut changed_at: Option<Instant> = None;
+    let mut first_change: Option<Instant> = None;
     let mut forced = false;
     loop {
         monoio::time::sleep(POLL).await;
         while nudges.try_recv().is_ok() {
             changed_at = Some(Instant::now());
+            first_change.get_or_insert_with(Instant::now);
         }
         while hup.try_recv().is_ok() {
             forced = true;
         }
-        let settled = changed_at.is_some_and(|at| at.elapsed() >= QUIET);
+        let settled = changed_at.is_some_and(|at| at.elapsed() >= QUIET)
+            || first_change.is_some_and(|at| at.elapsed() >= LONGEST_WAIT);
         if !forced && !settled {
             continue;
         }
+        first_change = None;
         let Some(path) = state.borrow().reload.path.clone() else {
             forced = false;
             changed_at = None;
