@@ -6,11 +6,10 @@
 //! does) or talk to upstreams.
 
 use crate::client::Conn;
-use crate::context::RequestCtx;
+use crate::context::{ErrorStyle, RequestCtx};
 use crate::error::GatewayError;
 use crate::http::encode::{self, LocalResponse};
 use crate::mcp;
-use crate::request_id::RequestId;
 use crate::state::Counted;
 
 use crate::router::LocalPage;
@@ -145,28 +144,6 @@ pub fn cors_lines(origin: &[u8]) -> Vec<String> {
         ),
         "Vary: Origin".to_string(),
     ]
-}
-
-/// How the gateway's own error is written.
-pub struct ErrorStyle<'a> {
-    pub request_id: &'a RequestId,
-    /// A JSON-RPC error object (MCP paths) rather than `{"error":{...}}`.
-    pub jsonrpc: bool,
-    /// An allowed browser origin: CORS headers too.
-    pub cors_origin: Option<&'a [u8]>,
-    /// The answer to a HEAD request: the head only (its `Content-Length` still the body's).
-    pub head_only: bool,
-}
-
-impl<'a> ErrorStyle<'a> {
-    pub fn plain(request_id: &'a RequestId) -> Self {
-        ErrorStyle {
-            request_id,
-            jsonrpc: false,
-            cors_origin: None,
-            head_only: false,
-        }
-    }
 }
 
 /// Answers a CORS preflight for an MCP endpoint from an allowed origin.

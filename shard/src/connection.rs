@@ -10,7 +10,7 @@ use crate::catch_panic::CatchPanic;
 use crate::client::Conn;
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
-use crate::http::request::{self, RequestError};
+use crate::http::request::{self, RequestError, MAX_HEADERS};
 use crate::pipeline;
 use crate::relay::read_append;
 use crate::state::Counted;
@@ -20,8 +20,6 @@ use monoio::time::Instant;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-/// Headers per request; more is answered 431.
-pub const MAX_HEADERS: usize = 100;
 /// Read-buffer growth step; an idle connection holds about this much.
 const READ_CHUNK: usize = 4096;
 

@@ -6,7 +6,6 @@
 //! Owns: those types. Must not: depend on the phases, the pipeline or the exchange (they
 //! all depend on it), or borrow the read buffer.
 
-use crate::answer::ErrorStyle;
 use crate::error::GatewayError;
 use crate::http::BodyFraming;
 use crate::mcp;
@@ -131,6 +130,28 @@ impl RequestCtx {
             jsonrpc: self.jsonrpc,
             cors_origin: self.cors_origin.as_deref(),
             head_only: self.is_head,
+        }
+    }
+}
+
+/// How the gateway's own error is written.
+pub struct ErrorStyle<'a> {
+    pub request_id: &'a RequestId,
+    /// A JSON-RPC error object (MCP paths) rather than `{"error":{...}}`.
+    pub jsonrpc: bool,
+    /// An allowed browser origin: CORS headers too.
+    pub cors_origin: Option<&'a [u8]>,
+    /// The answer to a HEAD request: the head only (its `Content-Length` still the body's).
+    pub head_only: bool,
+}
+
+impl<'a> ErrorStyle<'a> {
+    pub fn plain(request_id: &'a RequestId) -> Self {
+        ErrorStyle {
+            request_id,
+            jsonrpc: false,
+            cors_origin: None,
+            head_only: false,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod client_head;
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod exchange;
 pub mod filter;
 pub mod hangup;
 pub mod http;

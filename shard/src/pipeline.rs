@@ -11,10 +11,11 @@
 //! itself (`http`), decide what a phase decides, or manage sockets of the pool (`upstream`,
 //! `pool`).
 
-use crate::answer::{respond_error, respond_page, respond_preflight, ErrorStyle};
+use crate::answer::{respond_error, respond_page, respond_preflight};
 use crate::client::{BufferError, Conn};
-use crate::context::{Action, RequestCtx};
+use crate::context::{Action, ErrorStyle, RequestCtx};
 use crate::error::GatewayError;
+use crate::exchange::{Exchange, Failure};
 use crate::filter::FilterPhase;
 use crate::http::request::RequestHead;
 use crate::http::BodyFraming;
@@ -27,7 +28,6 @@ use crate::relay::BodyLeft;
 use crate::request_id::RequestId;
 use crate::router::LocalPage;
 use crate::state::Shard;
-use crate::upstream::{self, Exchange};
 use monoio::time::Instant;
 use std::rc::Rc;
 
@@ -279,7 +279,7 @@ async fn proxy(
             m.upstream(index, done.status, latency, false);
             done.client_keep_alive
         }
-        Err(upstream::Failure::Unreached(err))
+        Err(Failure::Unreached(err))
             if request_in_hand && p.picked && p.snap.config.load_balancer.failover =>
         {
             shard
@@ -288,7 +288,7 @@ async fn proxy(
                 .upstream(index, err.status(), latency, true);
             return Proxied::Unreached(err);
         }
-        Err(upstream::Failure::BeforeResponse(err)) | Err(upstream::Failure::Unreached(err)) => {
+        Err(Failure::BeforeResponse(err)) | Err(Failure::Unreached(err)) => {
             shard
                 .metrics
                 .borrow_mut()
@@ -297,19 +297,19 @@ async fn proxy(
             let keep_alive = p.keep_alive && request_in_hand;
             respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await
         }
-        Err(upstream::Failure::AfterResponse { status, reason }) => {
+        Err(Failure::AfterResponse { status, reason }) => {
             tracing::info!(shard = shard.id, upstream = %upstream.id, status, reason, "response relay cut short");
             let mut m = shard.metrics.borrow_mut();
             m.response(status, latency, 0, 0);
             m.upstream(index, status, latency, true);
             false
         }
-        Err(upstream::Failure::ClientGone) => {
+        Err(Failure::ClientGone) => {
             tracing::debug!(shard = shard.id, upstream = %upstream.id, "client left before the response was complete");
             shard.metrics.borrow_mut().client_abort();
             false
         }
-        Err(upstream::Failure::SendTimeout) => {
+        Err(Failure::SendTimeout) => {
             let rid = String::from_utf8_lossy(p.request_id.as_bytes());
             tracing::info!(shard = shard.id, upstream = %upstream.id, request_id = %rid, peer = %conn.peer_ip, "client read none of the response within the send timeout; cut");
             let mut m = shard.metrics.borrow_mut();
@@ -363,7 +363,7 @@ fn choose_again(
     out: &mut Vec<u8>,
 ) -> Option<usize> {
     let bytes = conn.rbuf.get(ctx.head_at..ctx.head_at + ctx.head_len)?;
-    let mut headers = [httparse::EMPTY_HEADER; crate::connection::MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; crate::http::request::MAX_HEADERS];
     let head = crate::http::request::parse(bytes, &mut headers).ok()??;
     let (mut req, _) = phase::route::run(&head, ctx);
     if let Step::Answer(_) = phase::mcp_rules::run(&mut req, ctx) {

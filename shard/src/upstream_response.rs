@@ -7,10 +7,10 @@
 //! `upstream` reads and writes).
 
 use crate::client_head::{write_client_head, HeadRewrite};
+use crate::exchange::Exchange;
 use crate::http::response::{self, ResponseError};
 use crate::http::BodyFraming;
 use crate::relay::BodyLeft;
-use crate::upstream::Exchange;
 
 /// Upstream response heads larger than this are refused (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;

@@ -56,6 +56,9 @@ impl RequestHead<'_, '_> {
     }
 }
 
+/// Headers per request; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
 /// Parses a request head from `buf`. `Ok(None)`: incomplete, read more.
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
