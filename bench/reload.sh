@@ -2,7 +2,7 @@
 # bench/reload.sh: hot reload under load (issue "live configuration", SPEC §6 style).
 #
 # Starts 4 mock MCP servers (`mcp-gateway fleet`) and the gateway in front of three of them
-# (a, b, c in the default group), then runs `wrk -c64` on `/` for DURATION+4 seconds while
+# (a, b, c in the default group), then runs `wrk -c64` (POST of an MCP tools/call, bench/post.lua) on `/` for DURATION+4 seconds while
 # rewriting the config file 10 times in 10 seconds: weights changed, server d added (step 3),
 # server c removed (step 6), the policy of b changed (odd steps); half the writes replace the
 # file (write and rename, as editors and kubectl do), half rewrite it in place.
@@ -75,7 +75,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$MGMT/health" >/dev/null && b
 stats() { curl -sf "http://127.0.0.1:$MGMT/stats"; }
 requests_of() { stats | jq -r --arg id "$1" '[.upstreams[] | select(.id == $id) | .requests] | add // 0'; }
 
-taskset -c "$LOAD_CPU" wrk -t2 -c"$CONNS" -d"$((DURATION + 4))s" --latency "http://127.0.0.1:$GW/" >"$WORK/wrk.txt" 2>&1 &
+taskset -c "$LOAD_CPU" wrk -t2 -c"$CONNS" -d"$((DURATION + 4))s" --latency -s "$ROOT/bench/post.lua" "http://127.0.0.1:$GW/" >"$WORK/wrk.txt" 2>&1 &
 WRK=$!
 PIDS+=($WRK)
 sleep 2
