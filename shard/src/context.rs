@@ -72,9 +72,9 @@ pub struct RequestCtx {
     /// it again from there (it stays until the body is streamed upstream).
     pub head_at: usize,
     /// Who the request authenticated as (none until authentication names anyone).
-    pub principal: Option<String>,
+    pub principal: Option<Box<str>>,
     /// Upstream header changes made by custom filters (none without filters).
-    pub header_edits: Option<crate::filter::HeaderEdits>,
+    pub header_edits: Option<Box<crate::filter::HeaderEdits>>,
     /// The upstream was picked among several (default group, or a replica group without a
     /// session): a failover may choose again if it cannot be reached.
     pub picked: bool,

@@ -109,7 +109,7 @@ pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, conn: &Conn, ctx: &mut Requ
         base_path,
         rest,
         session: ctx.mcp.as_ref().and_then(McpReply::upstream_session),
-        edits: ctx.header_edits.as_ref().filter(|e| !e.is_empty()),
+        edits: ctx.header_edits.as_deref().filter(|e| !e.is_empty()),
     };
     let peer = Peer {
         ip: &conn.peer_ip,

@@ -9,10 +9,12 @@ use super::{Request, Step};
 use crate::client::Conn;
 use crate::context::{Action, RequestCtx};
 use crate::error::GatewayError;
-use crate::filter::{FilterPhase, FilterRequest, HeaderEdits, RouteInfo, Verdict};
+use crate::filter::{FilterPhase, FilterRequest, RouteInfo, Verdict};
 use crate::router::Route;
 use crate::state::Shard;
 
+/// Runs the filters of `phase`; a request pays one length check when none is registered.
+#[inline]
 pub fn run(
     req: &Request<'_, '_, '_>,
     shard: &Shard,
@@ -23,6 +25,17 @@ pub fn run(
     if shard.filters.is_empty() {
         return Step::Continue;
     }
+    run_filters(req, shard, conn, ctx, phase)
+}
+
+#[inline(never)]
+fn run_filters(
+    req: &Request<'_, '_, '_>,
+    shard: &Shard,
+    conn: &Conn,
+    ctx: &mut RequestCtx,
+    phase: FilterPhase,
+) -> Step {
     let route = match req.route {
         Route::Mcp { .. } | Route::Sse { .. } => RouteInfo::Server(server_id(req.head.path())),
         _ => RouteInfo::Default,
@@ -35,7 +48,7 @@ pub fn run(
         principal: ctx.principal.as_deref(),
         peer_ip: &conn.peer_ip,
     };
-    let edits = ctx.header_edits.get_or_insert_with(HeaderEdits::default);
+    let edits = ctx.header_edits.get_or_insert_with(Box::default);
     for filter in shard.filters.of(phase) {
         if let Verdict::Respond { status, message } = filter.filter(&view, edits) {
             let status = if (400..=599).contains(&status) {
