@@ -458,3 +458,26 @@ fn a_drained_server_keeps_its_sessions_but_takes_no_new_ones() {
     );
     assert_json_error(&mcp_get(&gw, "s"), 503);
 }
+
+#[test]
+fn a_server_added_is_reachable_at_once_through_the_legacy_sse_bridge_too() {
+    let a = json_upstream(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+    let fresh = json_upstream(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+    let gw = gateway(json!([server("a", &a.url("/mcp"))]));
+    let (status, body) = api(
+        &gw,
+        "POST",
+        "/api/upstreams",
+        Some(&json!({"id": "fresh", "url": fresh.url("/mcp")})),
+    );
+    assert_eq!(status, 201, "{body}");
+    // A legacy (2024-11-05) client of the new Streamable HTTP server: the bridge opens its
+    // session and names the message endpoint first thing.
+    let mut c = Client::connect(gw.data_addr());
+    c.send(b"GET /sse/fresh HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+    let head = c.read_head().expect("a response head");
+    assert_eq!(head.status, 200, "{head:?}");
+    let first = c.conn.read_until(b"\n\n").expect("the endpoint event");
+    let text = String::from_utf8_lossy(&first);
+    assert!(text.contains("event: endpoint"), "{text}");
+}

@@ -41,6 +41,8 @@ use std::time::Duration;
 struct Bridge {
     /// The current config generation (upstreams by slot, as the shards have them).
     config: std::cell::RefCell<Arc<GatewayConfig>>,
+    /// New generations from the management shard.
+    updates: crossbeam_channel::Receiver<Arc<GatewayConfig>>,
     sessions: Sessions,
     /// `/mcp/{id}` sessions in front of legacy servers (`reverse`).
     reverse: Rc<ReverseSessions>,
@@ -83,10 +85,11 @@ async fn serve(
     };
     let bridge = Rc::new(Bridge {
         config: std::cell::RefCell::new(config),
+        updates,
         sessions: Sessions::default(),
         reverse: Rc::default(),
     });
-    monoio::spawn(follow_reloads(bridge.clone(), updates));
+    monoio::spawn(follow_reloads(bridge.clone()));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -102,26 +105,21 @@ async fn serve(
 }
 
 impl Bridge {
+    /// The newest config generation sent down: each request takes any waiting one first, so
+    /// a server added a moment ago (its shards already route to it) is known here too.
     fn config(&self) -> Arc<GatewayConfig> {
+        while let Ok(config) = self.updates.try_recv() {
+            *self.config.borrow_mut() = config;
+        }
         self.config.borrow().clone()
     }
 }
 
-/// Takes each new config generation; sessions keep their slot, which stays valid.
-async fn follow_reloads(
-    bridge: Rc<Bridge>,
-    updates: crossbeam_channel::Receiver<Arc<GatewayConfig>>,
-) {
+/// Takes new config generations while no request comes, so none waits in the channel.
+async fn follow_reloads(bridge: Rc<Bridge>) {
     loop {
         monoio::time::sleep(RELOAD_POLL).await;
-        loop {
-            match updates.try_recv() {
-                Ok(config) => *bridge.config.borrow_mut() = config,
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                // No management shard (a test's bridge): nothing will come.
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-            }
-        }
+        bridge.config();
     }
 }
 
