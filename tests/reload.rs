@@ -359,3 +359,43 @@ fn trusted_proxies_follow_a_reload_on_open_connections() {
     assert_eq!(client.request("GET", "/x", &forwarded, b"").status, 200);
     assert_ne!(up.last().header("x-forwarded-proto"), Some("https"));
 }
+
+#[test]
+fn health_checks_follow_a_reload() {
+    // b answers 500 on /health: once a reload turns checks on, it leaves the rotation.
+    let a = Upstream::fixed("a");
+    let b = Upstream::start(|req, s| {
+        let status = if req.target == "/health" { 500 } else { 200 };
+        respond(s, req, status, &[("Content-Type", "text/plain")], b"b");
+        Flow::KeepAlive
+    });
+    let mut cfg = config(json!([server("a", &a.url("/")), server("b", &b.url("/"))]));
+    let gw = Gateway::start(&cfg);
+    let bodies: Vec<String> = (0..4).map(|_| gw.get("/x").text()).collect();
+    assert!(bodies.contains(&"b".to_string()), "{bodies:?}");
+    cfg["upstream"]["healthCheck"] =
+        json!({"enabled": true, "interval": 200, "timeout": 1000, "unhealthyThreshold": 1});
+    rewrite_config(&gw, &cfg);
+    wait_generation(&gw, 2);
+    let out = eventually(Duration::from_secs(5), || {
+        let page = gw.mgmt_json("/upstream/health");
+        (page["healthy"] == 1).then_some(page)
+    });
+    assert!(
+        out.is_some(),
+        "b never became unhealthy: {}",
+        gw.mgmt_json("/upstream/health")
+    );
+    thread::sleep(Duration::from_millis(300));
+    let bodies: Vec<String> = (0..6).map(|_| gw.get("/x").text()).collect();
+    assert!(bodies.iter().all(|b| b == "a"), "{bodies:?}");
+    // Turned off again: b is back.
+    cfg["upstream"]["healthCheck"] = json!({"enabled": false});
+    rewrite_config(&gw, &cfg);
+    wait_generation(&gw, 3);
+    let back = eventually(Duration::from_secs(5), || {
+        let bodies: Vec<String> = (0..4).map(|_| gw.get("/x").text()).collect();
+        bodies.contains(&"b".to_string()).then_some(())
+    });
+    assert!(back.is_some(), "b stayed out after checks were turned off");
+}

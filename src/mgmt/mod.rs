@@ -175,7 +175,6 @@ pub fn spawn(spec: MgmtSpec) -> std::io::Result<JoinHandle<()>> {
 
 async fn management_main(spec: MgmtSpec) {
     let tick = spec.state.config.monitoring.metrics_tick;
-    let checks_enabled = spec.state.config.health_check.enabled;
     let state = Rc::new(RefCell::new(spec.state));
     let shards = Rc::new(spec.shards);
     if let Some(listener) = spec.listener {
@@ -186,9 +185,8 @@ async fn management_main(spec: MgmtSpec) {
             Err(e) => tracing::error!(error = %e, "cannot use the management listener"),
         }
     }
-    if checks_enabled {
-        monoio::spawn(prober::run(state.clone(), shards.clone()));
-    }
+    // Always running: a reload may turn checks on.
+    monoio::spawn(prober::run(state.clone(), shards.clone()));
     // The watch lives as long as this loop (the management thread's life).
     let _watch = spec.watch;
     monoio::spawn(reload::trigger::run(

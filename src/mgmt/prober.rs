@@ -69,6 +69,21 @@ impl HealthTable {
         }
     }
 
+    /// New `healthCheck` settings (a reload): thresholds and whether health routes.
+    pub fn configure(&mut self, check: &HealthCheck, route_by_health: bool) {
+        self.healthy_threshold = check.healthy_threshold.max(1);
+        self.unhealthy_threshold = check.unhealthy_threshold.max(1);
+        self.route_by_health = route_by_health;
+    }
+
+    /// Checks were turned off: every server is taken as healthy again; the routing map.
+    pub fn all_healthy(&mut self) -> Vec<bool> {
+        for e in &mut self.entries {
+            *e = HealthEntry::fresh();
+        }
+        self.routing_map()
+    }
+
     /// A new server took slot `slot`: healthy until its probes say otherwise.
     pub fn reset(&mut self, slot: usize) {
         if let Some(e) = self.entries.get_mut(slot) {
@@ -120,15 +135,30 @@ impl HealthTable {
     }
 }
 
-/// Probes every upstream each interval, forever.
+/// Probes every upstream each interval, forever, with the `healthCheck` settings of the
+/// config current at each round (a reload may turn checks on or off, or change them).
 pub async fn run(
     state: Rc<RefCell<State>>,
     shards: Rc<Vec<crossbeam_channel::Sender<ShardCommand>>>,
 ) {
-    let check = state.borrow().config.health_check.clone();
+    let mut was_enabled = true;
     loop {
         // Each round probes the servers of the config current when it starts.
         let config = state.borrow().config.clone();
+        let check = config.health_check.clone();
+        if !check.enabled {
+            if was_enabled {
+                // Checks turned off: no server stays out on an old verdict.
+                let map = Arc::new(state.borrow_mut().health.all_healthy());
+                for tx in shards.iter() {
+                    let _ = tx.send(ShardCommand::Health(map.clone()));
+                }
+                was_enabled = false;
+            }
+            wait_round(&state, RECHECK_SETTINGS).await;
+            continue;
+        }
+        was_enabled = true;
         let mut changed = false;
         for chunk in (0..config.upstreams.len())
             .filter(|i| !config.upstreams[*i].retired)
@@ -169,7 +199,23 @@ pub async fn run(
                 let _ = tx.send(ShardCommand::Revisions(map.clone()));
             }
         }
-        monoio::time::sleep(check.interval).await;
+        wait_round(&state, check.interval).await;
+    }
+}
+
+/// With checks off, how often the prober looks whether a reload turned them on.
+const RECHECK_SETTINGS: Duration = Duration::from_millis(500);
+
+/// Sleeps `interval`, or less if a reload made a new generation meanwhile (its settings
+/// or servers apply from the next round).
+async fn wait_round(state: &Rc<RefCell<State>>, interval: Duration) {
+    let generation = state.borrow().reload.generation;
+    let until = Instant::now() + interval;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        monoio::time::sleep(left.min(RECHECK_SETTINGS)).await;
+        if state.borrow().reload.generation != generation {
+            return;
+        }
     }
 }
 

@@ -163,6 +163,9 @@ pub fn install(
     let slots = config.upstreams.len();
     state.totals.fit(slots);
     state.health.fit(slots);
+    state
+        .health
+        .configure(&config.health_check, config.load_balancer.health_check);
     state.revisions.resize(slots, None);
     for (slot, u) in config.upstreams.iter().enumerate() {
         let was_live = state.config.upstreams.get(slot).map(|old| !old.retired);
@@ -231,6 +234,7 @@ fn sections_changed(new: &GatewayConfig, old: &GatewayConfig) -> Vec<&'static st
         new.upstream_idle_timeout != old.upstream_idle_timeout,
     );
     check("loadBalancer", new.load_balancer != old.load_balancer);
+    check("healthCheck", new.health_check != old.health_check);
     check("monitoring", new.monitoring != old.monitoring);
     check("sessions", new.sessions != old.sessions);
     check("security", new.security != old.security);

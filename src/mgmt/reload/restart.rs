@@ -1,6 +1,5 @@
 //! Settings a running process cannot take from a reload: its listeners, thread count,
-//! logging, session keys and store, health-check schedule, and its stdio servers (their
-//! host is started once). A reload keeps the running value of each and names it; the rest
+//! logging, session keys and store, and its stdio servers (their host is started once). A reload keeps the running value of each and names it; the rest
 //! of the change is applied.
 //!
 //! Owns: the list of restart-only settings and carrying the running values over. Must
@@ -37,8 +36,6 @@ pub fn hold(new: &mut GatewayConfig, running: &GatewayConfig) -> Vec<&'static st
     );
     carry!("monitoring.metricsInterval", monitoring.metrics_tick);
     carry!("logging", logging);
-    carry!("healthCheck", health_check);
-    carry!("loadBalancer.healthCheck", load_balancer.health_check);
     carry!("sessions.ttl", sessions.ttl);
     carry!("sessions.store", sessions.redis);
     // A secret generated at start-up (none configured) stays; a configured one that
