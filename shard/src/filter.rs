@@ -10,13 +10,16 @@
 //! shard calls the same one).
 //!
 //! With no filter registered, a request pays one length check. Filters cannot change how
-//! a message is framed: header edits that name a framing or hop-by-hop header (or `Host`)
-//! are refused when made.
+//! a message is framed or what the gateway wrote or checked: header edits that name a
+//! framing or hop-by-hop header, `Host`, a forwarding header, `X-Request-Id`,
+//! `Content-Type` or an `Mcp-*` header are refused when made; a header the server's config
+//! sets wins over a filter's. Edits apply to requests proxied to a server, not to those the
+//! legacy-SSE bridge serves (those get the filter's verdict only).
 //!
 //! Owns: the trait, what a filter sees and may change, and the ordered list. Must not:
 //! know about any particular filter.
 
-use crate::http::is_hop_by_hop;
+use crate::http::{is_hop_by_hop, is_protected};
 use std::sync::Arc;
 
 /// Where in the request's phases a filter runs.
@@ -108,10 +111,10 @@ fn check_name(name: &str) -> Result<(), EditError> {
     if !token {
         return Err(EditError::BadName(name.to_string()));
     }
-    let protected = is_hop_by_hop(name)
-        || ["host", "content-length", "transfer-encoding", "expect"]
-            .iter()
-            .any(|p| name.eq_ignore_ascii_case(p));
+    // Framing, hop-by-hop, and what the gateway itself writes or checked (forwarding
+    // headers, the request id, `Content-Type`, every `Mcp-*` header).
+    let protected =
+        is_hop_by_hop(name) || is_protected(name) || name.eq_ignore_ascii_case("expect");
     if protected {
         return Err(EditError::Protected(name.to_string()));
     }
@@ -219,6 +222,11 @@ mod tests {
             "Connection",
             "TE",
             "Upgrade",
+            "X-Forwarded-For",
+            "X-Request-Id",
+            "Mcp-Session-Id",
+            "mcp-method",
+            "Content-Type",
         ] {
             assert!(
                 matches!(e.add(name, "x"), Err(EditError::Protected(_))),

@@ -212,6 +212,20 @@ impl ShardMetrics {
         }
     }
 
+    /// A failed attempt at `index` that another replica takes over: the upstream's errors
+    /// count it, the proxied requests count the request once, at its end.
+    pub fn upstream_attempt_failed(&mut self, index: usize, latency_us: u64) {
+        let Some(c) = self.per_upstream.get_mut(index) else {
+            return;
+        };
+        if *c == UpstreamCounters::default() {
+            self.touched.push(index as u32);
+        }
+        c.requests += 1;
+        c.latency_us_sum += latency_us;
+        c.errors += 1;
+    }
+
     pub fn connection_opened(&mut self) {
         self.delta.counts.connections_opened += 1;
     }

@@ -279,13 +279,18 @@ async fn proxy(
             m.upstream(index, done.status, latency, false);
             done.client_keep_alive
         }
+        // A chunked body was rewritten in the buffer as it was taken (trailers dropped): it
+        // cannot be taken again, so only a request with a length or no body fails over.
         Err(Failure::Unreached(err))
-            if request_in_hand && p.picked && p.snap.config.load_balancer.failover =>
+            if request_in_hand
+                && p.picked
+                && p.snap.config.load_balancer.failover
+                && matches!(p.framing, BodyFraming::Empty | BodyFraming::Length(_)) =>
         {
             shard
                 .metrics
                 .borrow_mut()
-                .upstream(index, err.status(), latency, true);
+                .upstream_attempt_failed(index, latency);
             return Proxied::Unreached(err);
         }
         Err(Failure::BeforeResponse(err)) | Err(Failure::Unreached(err)) => {
@@ -362,6 +367,11 @@ fn choose_again(
     unreached: usize,
     out: &mut Vec<u8>,
 ) -> Option<usize> {
+    // The picks read the shard's current generation; the request runs on its own. Only when
+    // they are the same do the slot numbers mean the same servers.
+    if shard.snapshot().generation != ctx.snap.generation {
+        return None;
+    }
     let bytes = conn.rbuf.get(ctx.head_at..ctx.head_at + ctx.head_len)?;
     let mut headers = [httparse::EMPTY_HEADER; crate::http::request::MAX_HEADERS];
     let head = crate::http::request::parse(bytes, &mut headers).ok()??;

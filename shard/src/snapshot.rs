@@ -6,10 +6,11 @@
 //! requests. A request holds the `Rc` it started with until it ends, so a reload never
 //! changes a request in flight, and cloning it costs no atomic operation.
 //!
-//! Upstream slots: position `i` of `config.upstreams` names one server (one id at one
-//! address) for the whole life of the process. A server removed by a reload keeps its slot,
-//! marked `retired`, so pools, health and counters keyed by slot stay right for requests
-//! still in flight on it; a server added gets a new slot at the end.
+//! Upstream slots: position `i` of `config.upstreams` names one server (one id at one URL)
+//! from the generation that places it there until it drains. A server removed by a reload
+//! keeps its slot, marked `retired`, so pools, health and counters keyed by slot stay right
+//! for requests still in flight on it; a server added takes a drained slot (its runtime
+//! state reset) or a new one at the end.
 //!
 //! Owns: the per-generation, immutable part of a shard's state. Must not: hold runtime
 //! state that must outlive a reload (pools, health, counters, balancer positions: those

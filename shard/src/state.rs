@@ -243,10 +243,16 @@ impl Shard {
 
     /// Runs `choose` with the picks passing over `unreached` (a failover retry).
     pub fn choosing_without<T>(&self, unreached: usize, choose: impl FnOnce() -> T) -> T {
+        /// Clears the avoided upstream however `choose` ends (a panic included).
+        struct Clear<'a>(&'a Cell<Option<usize>>);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.set(None);
+            }
+        }
         self.avoid.set(Some(unreached));
-        let chosen = choose();
-        self.avoid.set(None);
-        chosen
+        let _clear = Clear(&self.avoid);
+        choose()
     }
 
     /// Whether a failover retry is choosing again and must pass over `upstream`.

@@ -48,7 +48,10 @@ impl Exchange<'_> {
         let mut retried = false;
         loop {
             let mut pooled = self.acquire().await.map_err(|e| match e {
-                GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamTimeout(_) => {
+                // Only a first attempt that could not connect left the upstream unaware.
+                GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamTimeout(_)
+                    if !retried =>
+                {
                     Failure::Unreached(e)
                 }
                 e => Failure::BeforeResponse(e),

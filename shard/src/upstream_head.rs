@@ -76,7 +76,14 @@ pub fn write_upstream_head(
     }
     if let Some(edits) = to.edits {
         for (name, value) in &edits.add {
-            encode::header(out, name, value.as_bytes());
+            // A header the server's config sets wins.
+            if !upstream
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                encode::header(out, name, value.as_bytes());
+            }
         }
     }
     if head.framing == crate::http::BodyFraming::Chunked {

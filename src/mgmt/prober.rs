@@ -179,6 +179,11 @@ pub async fn run(
                 if let Err(e) = &result {
                     tracing::debug!(upstream = %config.upstreams[i].id, error = %e, "health probe failed");
                 }
+                // A reload during the round may have retired the slot, or given it to
+                // another server: its result belongs to nobody now.
+                if !same_server(&state, &config, i) {
+                    continue;
+                }
                 let flipped = state.borrow_mut().health.record(i, result);
                 if flipped {
                     let now_healthy = state.borrow().health.entries()[i].healthy;
@@ -200,6 +205,15 @@ pub async fn run(
             }
         }
         wait_round(&state, check.interval).await;
+    }
+}
+
+/// Whether slot `i` still holds, configured, the server a round started probing.
+fn same_server(state: &Rc<RefCell<State>>, probed: &GatewayConfig, i: usize) -> bool {
+    let s = state.borrow();
+    match (s.config.upstreams.get(i), probed.upstreams.get(i)) {
+        (Some(now), Some(then)) => !now.retired && now.id == then.id && now.url == then.url,
+        _ => false,
     }
 }
 
@@ -239,7 +253,7 @@ async fn probe_revisions(
     let members: Vec<usize> = (0..config.upstreams.len())
         .filter(|&i| {
             let u = &config.upstreams[i];
-            u.group.is_some() && u.transport == Transport::StreamableHttp
+            u.group.is_some() && u.transport == Transport::StreamableHttp && !u.retired
         })
         .collect();
     let mut changed = false;
@@ -262,6 +276,9 @@ async fn probe_revisions(
                 Ok(Ok(400)) => Some(false),
                 _ => continue,
             };
+            if !same_server(state, config, i) {
+                continue;
+            }
             let mut s = state.borrow_mut();
             if let Some(slot) = s.revisions.get_mut(i) {
                 if *slot != speaks {

@@ -15,13 +15,13 @@ pub fn run(req: &Request<'_, '_, '_>, ctx: &mut RequestCtx) -> Step {
     if !matches!(req.route, Route::Mcp { .. } | Route::Sse { .. }) {
         return Step::Continue;
     }
+    // An allowed origin gets CORS headers on every answer, refusals included.
+    ctx.cors_origin = header(req.head, "origin")
+        .filter(|o| ctx.snap.origins.allows(o))
+        .map(<[u8]>::to_vec);
     match browser_preflight(req.head, &ctx.snap) {
         Err(e) => Step::Answer(Action::Reject(e)),
         Ok(Some(origin)) => Step::Answer(Action::Preflight(origin)),
-        Ok(None) => {
-            // `browser_preflight` refused any origin it does not allow.
-            ctx.cors_origin = header(req.head, "origin").map(<[u8]>::to_vec);
-            Step::Continue
-        }
+        Ok(None) => Step::Continue,
     }
 }

@@ -4,10 +4,11 @@
 //! A slot is one server id at one URL. A server that keeps its id and URL keeps its slot
 //! through any reload (its pooled connections, health, counters and balancer position go
 //! on); one whose URL or transport changed gets a new slot (its old connections must not
-//! be reused); one removed keeps its slot, marked `retired`, so the
-//! requests still in flight on it end normally. Slots are never reused for another server:
-//! a retired slot costs a few hundred bytes per shard, and reuse would let a late request
-//! of the old server count against, or return a connection into, the new one.
+//! be reused); one removed keeps its slot, marked `retired`, so the requests still in
+//! flight on it end normally. A retired slot is given to a later server only once it has
+//! drained on every shard (no request in flight, no connection open, every shard on the
+//! generation that retired it), so nothing of the old server reaches the new one; until
+//! then new servers take new slots.
 //!
 //! Owns: the slot order and the admin drain flags. Must not: do I/O or talk to shards.
 

@@ -184,9 +184,12 @@ pub fn install(
     state.config = config.clone();
     state.pages_wanted = true;
     let health = Arc::new(state.health.routing_map());
+    // A reused slot's revision is unknown again, on the shards too.
+    let revisions = Arc::new(state.revisions.clone());
     for tx in shards {
         let _ = tx.send(ShardCommand::Config(update.clone()));
         let _ = tx.send(ShardCommand::Health(health.clone()));
+        let _ = tx.send(ShardCommand::Revisions(revisions.clone()));
     }
     if let Some(bridge) = &state.reload.bridge {
         if bridge.try_send(config).is_err() {
