@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct Conn {
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// The config generation `trusted_proxy` and `send_timeout` were taken from.
+    generation: u64,
     /// The client's address as text, written into `X-Forwarded-For`.
     pub peer_ip: String,
     /// The peer is one of `server.trustedProxies`: its forwarding headers pass on.
@@ -38,20 +40,29 @@ impl Conn {
         let mut conn = Conn {
             stream,
             peer,
+            generation: 0,
             peer_ip: peer.ip().to_string(),
             trusted_proxy: false,
             rbuf: Vec::new(),
             rpos: 0,
             send_timeout: std::time::Duration::ZERO,
         };
-        conn.follow(&shard.snapshot().config.server);
+        conn.follow(shard);
         conn
     }
 
-    /// Takes the connection's settings from a config generation: called before each request
-    /// head, so a reload applies to open keep-alive connections from their next request (a
-    /// proxy removed from `server.trustedProxies` is trusted no more).
-    pub fn follow(&mut self, server: &mcp_gateway_config::Server) {
+    /// Takes the connection's settings from the shard's config generation when it is a new
+    /// one: called before each request head, so a reload applies to open keep-alive
+    /// connections from their next request (a proxy removed from `server.trustedProxies`
+    /// is trusted no more).
+    pub fn follow(&mut self, shard: &Shard) {
+        let generation = shard.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let snap = shard.snapshot();
+        let server = &snap.config.server;
         let ip = self.peer.ip();
         self.trusted_proxy = server.trusted_proxies.iter().any(|b| b.contains(ip));
         self.send_timeout = server.limits.send_timeout;

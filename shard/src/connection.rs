@@ -90,7 +90,7 @@ async fn next_request(shard: &Shard, conn: &mut Conn, first: bool) -> Next {
                 header_deadline = Some(first_deadline.map_or(from_now, |d| d.min(from_now)));
             }
             // The generation current when the head arrives (not when the wait began).
-            conn.follow(&shard.snapshot().config.server);
+            conn.follow(shard);
             if let Some(next) = try_head(shard, conn) {
                 return next;
             }

@@ -196,6 +196,16 @@ impl ShardMetrics {
 
     pub fn upstream(&mut self, index: usize, status: u16, latency_us: u64, failed: bool) {
         self.delta.counts.proxied += 1;
+        self.upstream_only(index, status, latency_us, failed);
+    }
+
+    /// A failed attempt at `index` that another replica takes over: the upstream's errors
+    /// count it, the proxied requests count the request once, at its end.
+    pub fn upstream_attempt_failed(&mut self, index: usize, status: u16, latency_us: u64) {
+        self.upstream_only(index, status, latency_us, true);
+    }
+
+    fn upstream_only(&mut self, index: usize, status: u16, latency_us: u64, failed: bool) {
         let Some(c) = self.per_upstream.get_mut(index) else {
             return;
         };
@@ -210,20 +220,6 @@ impl ShardMetrics {
         if status >= 500 {
             c.status_5xx += 1;
         }
-    }
-
-    /// A failed attempt at `index` that another replica takes over: the upstream's errors
-    /// count it, the proxied requests count the request once, at its end.
-    pub fn upstream_attempt_failed(&mut self, index: usize, latency_us: u64) {
-        let Some(c) = self.per_upstream.get_mut(index) else {
-            return;
-        };
-        if *c == UpstreamCounters::default() {
-            self.touched.push(index as u32);
-        }
-        c.requests += 1;
-        c.latency_us_sum += latency_us;
-        c.errors += 1;
     }
 
     pub fn connection_opened(&mut self) {

@@ -290,7 +290,7 @@ async fn proxy(
             shard
                 .metrics
                 .borrow_mut()
-                .upstream_attempt_failed(index, latency);
+                .upstream_attempt_failed(index, err.status(), latency);
             return Proxied::Unreached(err);
         }
         Err(Failure::BeforeResponse(err)) | Err(Failure::Unreached(err)) => {

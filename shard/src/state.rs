@@ -147,6 +147,11 @@ impl Shard {
         }
     }
 
+    /// The number of the current generation.
+    pub fn generation(&self) -> u64 {
+        self.snapshot.borrow().generation
+    }
+
     /// The current generation (a request keeps the one it started with).
     pub fn snapshot(&self) -> Rc<Snapshot> {
         self.snapshot.borrow().clone()

@@ -100,6 +100,20 @@ fn position(servers: &[Value], id: &str) -> Option<usize> {
     servers.iter().position(|s| s["id"] == id)
 }
 
+/// The running config's document and the position of server `id` in its list (the caller
+/// holds the turn); 409 when the list is not one, 404 when `id` is not in it.
+fn document_at(call: &Call<'_>, id: &str) -> Result<(Value, usize), Answer> {
+    let mut document = call.state.borrow().reload.document.clone();
+    let servers = servers_of(&mut document).ok_or_else(not_a_list)?;
+    let at =
+        position(servers, id).ok_or_else(|| error(404, "no such upstream server in the config"))?;
+    Ok((document, at))
+}
+
+fn not_a_list() -> Answer {
+    error(409, "the running config's upstream.servers is not a list")
+}
+
 pub async fn add(call: &Call<'_>, body: &[u8]) -> Answer {
     let server: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
@@ -116,7 +130,7 @@ pub async fn add(call: &Call<'_>, body: &[u8]) -> Answer {
     let _turn = call.turn().await;
     let mut document = call.state.borrow().reload.document.clone();
     let Some(servers) = servers_of(&mut document) else {
-        return error(409, "the running config's upstream.servers is not a list");
+        return not_a_list();
     };
     if position(servers, &id).is_some() {
         return error(409, "a server with this id exists; PATCH or DELETE it");
@@ -146,12 +160,9 @@ pub async fn change(call: &Call<'_>, id: &str, body: &[u8]) -> Answer {
         Some(_) => return error(400, "\"draining\" is true or false"),
     };
     let _turn = call.turn().await;
-    let mut document = call.state.borrow().reload.document.clone();
-    let Some(servers) = servers_of(&mut document) else {
-        return error(409, "the running config's upstream.servers is not a list");
-    };
-    let Some(at) = position(servers, id) else {
-        return error(404, "no such upstream server in the config");
+    let (mut document, at) = match document_at(call, id) {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let settings: Vec<_> = patch
         .iter()
@@ -159,8 +170,10 @@ pub async fn change(call: &Call<'_>, id: &str, body: &[u8]) -> Answer {
         .collect();
     let mut answer = (200, json!({"id": id}));
     if !settings.is_empty() {
-        for (k, v) in settings {
-            servers[at][k] = v.clone();
+        if let Some(server) = servers_of(&mut document).and_then(|s| s.get_mut(at)) {
+            for (k, v) in settings {
+                server[k] = v.clone();
+            }
         }
         answer = call
             .apply(pretty(&document), &format!("PATCH /api/upstreams/{id}"))
@@ -203,14 +216,13 @@ fn drain_server(call: &Call<'_>, id: &str, drain: bool) -> Option<reload::Report
 
 pub async fn remove(call: &Call<'_>, id: &str) -> Answer {
     let _turn = call.turn().await;
-    let mut document = call.state.borrow().reload.document.clone();
-    let Some(servers) = servers_of(&mut document) else {
-        return error(409, "the running config's upstream.servers is not a list");
+    let (mut document, at) = match document_at(call, id) {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
-    let Some(at) = position(servers, id) else {
-        return error(404, "no such upstream server in the config");
-    };
-    servers.remove(at);
+    if let Some(servers) = servers_of(&mut document) {
+        servers.remove(at);
+    }
     let (status, mut body) = call
         .apply(pretty(&document), &format!("DELETE /api/upstreams/{id}"))
         .await;
