@@ -42,7 +42,11 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
         mut config,
         effective,
         document,
+        warnings,
     } = loaded;
+    for warning in &warnings {
+        tracing::warn!(%warning, "config");
+    }
     if config.sessions.secret.is_none() {
         // Every shard of this process must share one key, so it is made here, once.
         let secret: String = mcp_gateway_shard::mcp::session::generated_secret()

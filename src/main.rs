@@ -172,8 +172,21 @@ impl Command {
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match mcp_gateway_config::load_file(file, &mcp_gateway_config::process_env) {
-        Ok(config) => {
+    let loaded = std::fs::read_to_string(file)
+        .map_err(|source| mcp_gateway_config::LoadError::Io {
+            path: file.to_path_buf(),
+            source,
+        })
+        .and_then(|text| {
+            let source = file.display().to_string();
+            mcp_gateway_config::parse_document(&source, &text, &mcp_gateway_config::process_env)
+        });
+    match loaded {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
+            let config = loaded.config;
             println!(
                 "{}: OK ({} upstream servers, {} port {}, management port {})",
                 file.display(),

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::runtime::{
     GatewayConfig, HealthCheck, Limits, LoadBalancer, Logging, Monitoring, Policy, PolicyRule,
-    RedisStore, Security, Server, Sessions, StdioCommand, Transport, Upstream,
+    RedisStore, Server, Sessions, StdioCommand, Transport, Upstream,
 };
+use crate::runtime_security::Security;
 use crate::user::{UpstreamServer, UserConfig};
 use crate::validate::{Checked, Endpoint};
 
@@ -126,6 +127,9 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         },
         security: Security {
             allowed_origins: checked.allowed_origins,
+            auth: checked.security.auth,
+            rbac: checked.security.rbac,
+            headers: checked.security.headers,
         },
         upstream_idle_timeout: millis(user.upstream.idle_timeout),
     }

@@ -26,6 +26,7 @@ mod env;
 mod error;
 mod jsonc;
 pub mod runtime;
+mod runtime_security;
 mod schema;
 mod url;
 pub mod user;
@@ -37,7 +38,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, LoadError};
 pub use runtime::*;
-pub use validate::ALGORITHMS;
+pub use runtime_security::*;
+pub use validate::{hash_text, key_hash, parse_jwks, ADMIN_ROLE, ALGORITHMS};
 
 /// The commented default config written by `load_or_create` when the file is missing.
 pub const DEFAULT_CONFIG_TEXT: &str = include_str!("default_config.jsonc");
@@ -57,6 +59,9 @@ pub struct Loaded {
     /// made through the admin API edits and writes back, so values that come from the
     /// environment stay out of the file.
     pub document: serde_json::Value,
+    /// What is valid but likely not meant (a plain API key, a short JWT secret, ...):
+    /// `check` prints these, and the gateway logs them at start and on reload.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Parses config text (JSON with comments), applies environment overrides through `env`, and
@@ -196,6 +201,7 @@ fn parse_named(
 
     match checked {
         Some(checked) if errors.is_empty() => Ok(Loaded {
+            warnings: checked.security.warnings.clone(),
             config: convert::to_runtime(&user, checked),
             effective: user,
             document,

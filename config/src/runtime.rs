@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::runtime_security::Security;
+
 /// Everything the gateway needs to run, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
@@ -357,15 +359,6 @@ impl std::fmt::Debug for Sessions {
             )
             .finish()
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Security {
-    /// `security.allowedOrigins` (default empty): `"*"`, or `scheme://host[:port]` lowercased,
-    /// without a trailing slash or the scheme's default port, as browsers send `Origin`.
-    /// Empty: `Origin` is only checked on loopback listeners, where only localhost origins
-    /// are allowed.
-    pub allowed_origins: Vec<String>,
 }
 
 impl GatewayConfig {

@@ -16,7 +16,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
-use crate::user::{UpstreamServer, UserConfig};
+use crate::user::{ApiKeyEntry, OAuthIssuerEntry, RoleRuleEntry, UpstreamServer, UserConfig};
 
 /// Template paths (`[]` for any array index) whose value may be a string or an integer.
 const STRING_OR_INTEGER: &[&str] = &["server.workers"];
@@ -30,7 +30,20 @@ const STRING_ARRAYS: &[&str] = &[
     "upstream.servers[].args",
     "security.allowedOrigins",
     "server.trustedProxies",
+    "security.authentication.apiKeys[].roles",
+    "security.authentication.apiKeys[].scopes",
+    "security.authentication.jwt.publicKeys",
+    "security.authentication.jwt.algorithms",
+    "security.authentication.oauth2.scopesSupported",
+    "security.authentication.oauth2.requiredScopes",
+    "security.rbac.defaultRoles",
+    "security.rbac.roles{}[].servers",
+    "security.rbac.roles{}[].allow",
 ];
+
+/// Template paths of maps with free keys whose values are arrays of objects (`{}` in a
+/// template path stands for any key).
+const FREE_ARRAY_MAPS: &[&str] = &["security.rbac.roles"];
 
 /// The most edits for a "did you mean" suggestion.
 const MAX_SUGGESTION_DISTANCE: usize = 2;
@@ -38,14 +51,31 @@ const MAX_SUGGESTION_DISTANCE: usize = 2;
 struct Templates {
     server: Value,
     string: Value,
+    /// Element templates of arrays of objects that default to empty, by template path.
+    elements: Vec<(&'static str, Value)>,
 }
 
 /// Checks `value` against the user schema, fixing it up as it goes (see the module doc).
 pub fn check(value: &mut Value) -> Vec<ConfigError> {
     let root = serde_json::to_value(UserConfig::default()).unwrap_or(Value::Null);
+    let element = |value: Result<Value, serde_json::Error>| value.unwrap_or(Value::Null);
     let templates = Templates {
         server: serde_json::to_value(UpstreamServer::default()).unwrap_or(Value::Null),
         string: Value::String(String::new()),
+        elements: vec![
+            (
+                "security.authentication.apiKeys",
+                element(serde_json::to_value(ApiKeyEntry::default())),
+            ),
+            (
+                "security.authentication.oauth2.issuers",
+                element(serde_json::to_value(OAuthIssuerEntry::default())),
+            ),
+            (
+                "security.rbac.roles{}",
+                element(serde_json::to_value(RoleRuleEntry::default())),
+            ),
+        ],
     };
     let mut errors = Vec::new();
     walk(value, &root, "", "", &templates, &mut errors);
@@ -69,6 +99,18 @@ fn walk(
     }
     if FREE_STRING_MAPS.contains(&template_path) {
         walk_free_map(value, template, path, errors);
+        return;
+    }
+    if FREE_ARRAY_MAPS.contains(&template_path) {
+        let Value::Object(map) = value else {
+            mismatch(value, template, path, "an object of arrays", errors);
+            return;
+        };
+        let any_key = format!("{template_path}{{}}");
+        let array = Value::Array(Vec::new());
+        for (key, child) in map.iter_mut() {
+            walk(child, &array, &join(path, key), &any_key, templates, errors);
+        }
         return;
     }
 
@@ -165,6 +207,9 @@ fn element_template<'a>(
 ) -> Option<&'a Value> {
     if template_path == "upstream.servers" {
         Some(&templates.server)
+    } else if let Some((_, element)) = templates.elements.iter().find(|(p, _)| *p == template_path)
+    {
+        Some(element)
     } else if STRING_ARRAYS.contains(&template_path) {
         Some(&templates.string)
     } else {

@@ -15,13 +15,18 @@
 
 use serde::{Deserialize, Serialize};
 
+mod auth;
 mod cache;
 mod security;
 mod sessions;
 mod upstream;
 
+pub use auth::{
+    ApiKeyEntry, AuthenticationSection, HeadersSection, JwtSection, OAuth2Section,
+    OAuthIssuerEntry, RbacSection, RoleRuleEntry,
+};
 pub use cache::{CacheLayers, CacheSection, FileLayer, MemoryLayer, RedisLayer};
-pub use security::{AuthenticationSection, RateLimitSection, SecuritySection};
+pub use security::{RateLimitSection, SecuritySection};
 pub use sessions::SessionsSection;
 pub use upstream::{HealthCheckSection, UpstreamSection, UpstreamServer};
 

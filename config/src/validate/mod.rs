@@ -13,8 +13,11 @@ use crate::runtime::{Algorithm, IpBlock, Workers};
 use crate::url::ParsedUrl;
 use crate::user::{UserConfig, WorkersSetting, PAGES};
 
+mod auth;
 mod http;
 mod upstreams;
+
+pub use auth::{hash_text, key_hash, parse_jwks, CheckedSecurity, ADMIN_ROLE};
 
 /// `loadBalancer.algorithm` values, in the order errors list them.
 pub const ALGORITHMS: &[(&str, Algorithm)] = &[
@@ -25,7 +28,6 @@ pub const ALGORITHMS: &[(&str, Algorithm)] = &[
     ("health-based", Algorithm::HealthBased),
 ];
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-pub const AUTH_METHODS: &[&str] = &["jwt", "apikey", "oauth2", "mtls"];
 pub const TRANSPORTS: &[&str] = &["streamable-http", "sse", "stdio"];
 /// `sessions.store` values this build serves.
 pub const SESSION_STORES: &[&str] = &["none", "redis"];
@@ -59,6 +61,8 @@ pub struct Checked {
     pub redis: Option<(crate::url::RedisUrl, SocketAddr)>,
     /// `server.trustedProxies`, parsed.
     pub trusted_proxies: Vec<IpBlock>,
+    /// `security.authentication`, `rbac` and `headers`, in runtime form, and warnings.
+    pub security: CheckedSecurity,
 }
 
 /// What an upstream needs beyond its user keys.
@@ -84,6 +88,7 @@ pub fn validate(
     check_health(user, &mut errors);
     let algorithm = check_balancer(user, &mut errors);
     check_cache_and_security(user, &mut errors);
+    let security = auth::check(user, env, &mut errors);
     let allowed_origins = check_origins(&user.security.allowed_origins, &mut errors);
     let redis = check_sessions(user, &mut errors);
     let trusted_proxies = check_trusted_proxies(&user.server.trusted_proxies, &mut errors);
@@ -118,6 +123,7 @@ pub fn validate(
                 allowed_origins,
                 redis,
                 trusted_proxies,
+                security,
             })
         }
         _ => {
@@ -350,20 +356,6 @@ fn check_balancer(user: &UserConfig, errors: &mut Vec<ConfigError>) -> Option<Al
 fn check_cache_and_security(user: &UserConfig, errors: &mut Vec<ConfigError>) {
     let memory = &user.cache.layers.memory;
     at_least(errors, "cache.layers.memory.maxSize", memory.max_size, 0);
-    let auth = &user.security.authentication;
-    for (index, method) in auth.methods.iter().enumerate() {
-        if !AUTH_METHODS.contains(&method.as_str()) {
-            let path = format!("security.authentication.methods[{index}]");
-            let message = format!("unknown method `{method}`");
-            errors.push(ConfigError::new(path, message).with_allowed(AUTH_METHODS.join(", ")));
-        }
-    }
-    if auth.api_key_header.is_empty() {
-        errors.push(ConfigError::new(
-            "security.authentication.apiKeyHeader",
-            "must not be empty",
-        ));
-    }
     let rate = &user.security.rate_limit;
     in_range(
         errors,

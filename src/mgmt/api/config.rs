@@ -54,13 +54,15 @@ pub async fn validate(call: &Call<'_>, body: Vec<u8>) -> Answer {
     }
 }
 
-/// Replaces secrets in a config's JSON: keys naming a secret, token or password, every
+/// Replaces secrets in a config's JSON: keys naming a secret, token, password or key, every
 /// value of an upstream's `headers`, and the password in a URL's user part.
 fn redact(v: &mut Value, key: &str) {
     let lower = key.to_ascii_lowercase();
-    let secret_key = ["secret", "token", "password"]
-        .iter()
-        .any(|k| lower.contains(k));
+    // `key`: an API key written plainly (`keyHash` is only its hash).
+    let secret_key = lower == "key"
+        || ["secret", "token", "password"]
+            .iter()
+            .any(|k| lower.contains(k));
     match v {
         Value::Object(map) if key == "headers" => {
             for value in map.values_mut() {

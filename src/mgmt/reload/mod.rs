@@ -127,6 +127,9 @@ pub fn apply(
     parsed: Parsed,
 ) -> Report {
     let running = state.config.clone();
+    for warning in &parsed.loaded.warnings {
+        tracing::warn!(%warning, "config");
+    }
     let mut config = parsed.loaded.config;
     if let Some(limit) = state.reload.fd_limit {
         // Said once at start-up; `/info` shows the cap in force.
