@@ -183,6 +183,48 @@ pub async fn respond_options(
     respond_no_content(shard, conn, p, &allow, out, body_skipped).await
 }
 
+/// Answers RFC 9728 protected-resource metadata: public, cacheable, readable from any
+/// origin (browser-based MCP clients discover it before they have a token).
+pub async fn respond_metadata(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &RequestCtx,
+    out: &mut Vec<u8>,
+    body_skipped: bool,
+) -> bool {
+    let keep_open = p.keep_alive && body_skipped;
+    let Some(body) = p.snap.auth.keys.resource_metadata.as_deref() else {
+        let err = GatewayError::BadRequest("no OAuth configuration");
+        return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
+    };
+    out.clear();
+    let date = shard.date.borrow().clone();
+    encode::local_response(
+        out,
+        date.as_bytes(),
+        &LocalResponse {
+            status: 200,
+            content_type: "application/json",
+            body,
+            close: !keep_open,
+            request_id: p.request_id.as_bytes(),
+            extra: &[
+                "Cache-Control: max-age=300",
+                "Access-Control-Allow-Origin: *",
+            ],
+        },
+    );
+    if p.is_head {
+        out.truncate(out.len() - body.len());
+    }
+    let written = out.len() as u64;
+    let ok = conn.send(out).await.is_ok();
+    let latency = p.started.elapsed().as_micros() as u64;
+    let mut m = shard.metrics.borrow_mut();
+    m.response(200, latency, p.head_len as u64, written);
+    ok && keep_open
+}
+
 /// A 204 with the `extra` header lines; returns whether the connection stays open.
 async fn respond_no_content(
     shard: &Shard,
@@ -243,7 +285,7 @@ pub async fn respond_error(
     let mut lines: Vec<String> = err
         .retry_after()
         .into_iter()
-        .chain(err.allow())
+        .chain(err.extra_lines())
         .map(str::to_string)
         .collect();
     if let Some(origin) = style.cors_origin {

@@ -26,6 +26,8 @@ pub enum Action {
     Reject(GatewayError),
     /// A CORS preflight from this allowed origin.
     Preflight(Vec<u8>),
+    /// RFC 9728 protected-resource metadata (the config generation's document).
+    ResourceMetadata,
     /// A legacy-SSE request this process's bridge serves (its head is in `out`); the slot
     /// of the server a stream it opens goes to, which counts it as in flight there.
     Bridge(Option<usize>),
@@ -71,8 +73,8 @@ pub struct RequestCtx {
     /// Where the head starts in the connection's read buffer: a phase that awaits may parse
     /// it again from there (it stays until the body is streamed upstream).
     pub head_at: usize,
-    /// Who the request authenticated as (none until authentication names anyone).
-    pub principal: Option<Box<str>>,
+    /// Who the request authenticated as (none without authentication, or on a public path).
+    pub principal: Option<Rc<crate::auth::Principal>>,
     /// Upstream header changes made by custom filters (none without filters).
     pub header_edits: Option<Box<crate::filter::HeaderEdits>>,
     /// The upstream was picked among several (default group, or a replica group without a

@@ -70,6 +70,19 @@ pub enum GatewayError {
     /// Answered by a custom request filter (`filter::RequestFilter`); status 400..=599.
     #[error("{message}")]
     Filtered { status: u16, message: String },
+    /// No credential, or one that does not verify: 401 with the `WWW-Authenticate` lines of
+    /// the schemes accepted (`challenge`, lines joined by CRLF).
+    #[error("unauthorized: {}", .failure.message())]
+    Unauthorized {
+        failure: crate::auth::AuthFailure,
+        challenge: String,
+    },
+    /// A valid token without a scope the gateway requires: 403 (RFC 6750 §3.1).
+    #[error("forbidden: {}", crate::auth::AuthFailure::InsufficientScope.message())]
+    InsufficientScope { challenge: String },
+    /// The principal's roles do not allow this server or call (`security.rbac`).
+    #[error("forbidden by role: {0}")]
+    RoleDenied(String),
 }
 
 impl GatewayError {
@@ -79,7 +92,11 @@ impl GatewayError {
             | GatewayError::UnsupportedProtocolVersion
             | GatewayError::HeaderMismatch(_)
             | GatewayError::BadJson => 400,
-            GatewayError::Forbidden(_) | GatewayError::PolicyDenied(_) => 403,
+            GatewayError::Forbidden(_)
+            | GatewayError::PolicyDenied(_)
+            | GatewayError::InsufficientScope { .. }
+            | GatewayError::RoleDenied(_) => 403,
+            GatewayError::Unauthorized { .. } => 401,
             GatewayError::LengthRequired => 411,
             GatewayError::NotAcceptable => 406,
             GatewayError::SessionNotFound(_) => 404,
@@ -116,7 +133,10 @@ impl GatewayError {
             | GatewayError::BodyTimeout
             | GatewayError::MethodNotAllowed
             | GatewayError::NotImplemented
-            | GatewayError::Filtered { .. } => Side::Downstream,
+            | GatewayError::Filtered { .. }
+            | GatewayError::Unauthorized { .. }
+            | GatewayError::InsufficientScope { .. }
+            | GatewayError::RoleDenied(_) => Side::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
@@ -177,6 +197,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             GatewayError::NotImplemented => ErrorKind::NotImplemented,
             GatewayError::Filtered { .. } => ErrorKind::Filtered,
+            GatewayError::Unauthorized { .. } => ErrorKind::Unauthorized,
+            GatewayError::InsufficientScope { .. } | GatewayError::RoleDenied(_) => {
+                ErrorKind::AccessDenied
+            }
         }
     }
 
@@ -188,11 +212,15 @@ impl GatewayError {
         }
     }
 
-    /// An extra header line the answer carries.
-    pub fn allow(&self) -> Option<&'static str> {
+    /// Extra header lines the answer carries (CRLF between lines, none after the last).
+    pub fn extra_lines(&self) -> Option<&str> {
         match self {
             GatewayError::MethodNotAllowed => {
                 Some("Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+            }
+            GatewayError::Unauthorized { challenge, .. }
+            | GatewayError::InsufficientScope { challenge } => {
+                Some(challenge.as_str()).filter(|c| !c.is_empty())
             }
             _ => None,
         }
@@ -206,7 +234,11 @@ impl GatewayError {
             GatewayError::HeaderMismatch(_) => -32020,
             GatewayError::BadJson => -32700,
             // Server-defined range: refused by the gateway's authorization.
-            GatewayError::PolicyDenied(_) | GatewayError::Filtered { .. } => -32003,
+            GatewayError::PolicyDenied(_)
+            | GatewayError::Filtered { .. }
+            | GatewayError::RoleDenied(_)
+            | GatewayError::InsufficientScope { .. }
+            | GatewayError::Unauthorized { .. } => -32003,
             GatewayError::LengthRequired
             | GatewayError::BadRequest(_)
             | GatewayError::UnsupportedProtocolVersion
@@ -246,10 +278,14 @@ pub enum ErrorKind {
     SendTimeout,
     /// Answered by a custom request filter.
     Filtered,
+    /// No or bad credentials (401).
+    Unauthorized,
+    /// Authenticated, but its roles or scopes do not allow the request (403).
+    AccessDenied,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::BadRequest,
         ErrorKind::HeadersTooLarge,
         ErrorKind::BodyTooLarge,
@@ -272,6 +308,8 @@ impl ErrorKind {
         ErrorKind::NotImplemented,
         ErrorKind::SendTimeout,
         ErrorKind::Filtered,
+        ErrorKind::Unauthorized,
+        ErrorKind::AccessDenied,
     ];
 
     pub fn label(self) -> &'static str {
@@ -298,6 +336,8 @@ impl ErrorKind {
             ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::SendTimeout => "send_timeout",
             ErrorKind::Filtered => "filtered",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::AccessDenied => "access_denied",
         }
     }
 

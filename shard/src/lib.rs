@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod answer;
+pub mod auth;
 pub mod balancer;
 pub mod catch_panic;
 pub mod client;

@@ -51,7 +51,12 @@ pub struct Counters {
     /// MCP requests by method (from `Mcp-Method`, or from a body the gateway had to read),
     /// in the order of `mcp::stateless::METHODS`, then `other`.
     pub mcp_methods: [u64; MCP_METHOD_SLOTS],
+    /// Authentication outcomes: by method (`auth::method_row`), by result
+    /// (`auth::result_column`).
+    pub auth: [[u64; AUTH_RESULT_COLUMNS]; AUTH_METHOD_ROWS],
 }
+
+use crate::auth::{AUTH_METHOD_ROWS, AUTH_RESULT_COLUMNS};
 
 /// One slot per named method plus `other`.
 pub const MCP_METHOD_SLOTS: usize = crate::mcp::stateless::METHODS.len() + 1;
@@ -78,6 +83,11 @@ impl Counters {
         self.pages_wanted += o.pages_wanted;
         for (t, v) in self.mcp_methods.iter_mut().zip(o.mcp_methods) {
             *t += v;
+        }
+        for (row, other) in self.auth.iter_mut().zip(&o.auth) {
+            for (t, v) in row.iter_mut().zip(other) {
+                *t += v;
+            }
         }
     }
 }
@@ -188,6 +198,19 @@ impl ShardMetrics {
         self.delta.counts.bytes_in += bytes_in;
         self.delta.counts.bytes_out += bytes_out;
         let _ = self.delta.latency_us.record(latency_us.max(1));
+    }
+
+    /// One authentication outcome (see `Counters::auth`).
+    pub fn auth(&mut self, row: usize, column: usize) {
+        if let Some(count) = self
+            .delta
+            .counts
+            .auth
+            .get_mut(row)
+            .and_then(|r| r.get_mut(column))
+        {
+            *count += 1;
+        }
     }
 
     pub fn error(&mut self, kind: ErrorKind) {

@@ -56,7 +56,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Reques
         &mut ctx,
         FilterPhase::AfterRoute
     ));
-    then!(phase::authenticate::run(&req, &mut ctx));
+    then!(phase::authenticate::run(&req, shard, &mut ctx));
     then!(phase::authorize::run(&req, &mut ctx));
     then!(phase::rate_limit::run(&req, &mut ctx));
     then!(phase::mcp_rules::run(&mut req, &mut ctx));
@@ -92,6 +92,10 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool 
         Action::Preflight(origin) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_preflight(shard, conn, &p, &origin, &mut out, body_skipped).await
+        }
+        Action::ResourceMetadata => {
+            let body_skipped = skip_buffered_body(conn, p.framing);
+            crate::answer::respond_metadata(shard, conn, &p, &mut out, body_skipped).await
         }
         Action::ServerOptions => {
             let body_skipped = skip_buffered_body(conn, p.framing);

@@ -16,6 +16,7 @@
 //! state that must outlive a reload (pools, health, counters, balancer positions: those
 //! stay in `state::Shard`, keyed by slot).
 
+use crate::auth::{AuthKeys, ShardAuth};
 use crate::mcp::headers::OriginPolicy;
 use crate::router::RouteTable;
 use mcp_gateway_config::GatewayConfig;
@@ -28,6 +29,8 @@ pub struct ConfigUpdate {
     pub generation: u64,
     pub config: Arc<GatewayConfig>,
     pub routes: Arc<RouteTable>,
+    /// Parsed keys and challenges, built once here for every shard.
+    pub auth: Arc<AuthKeys>,
 }
 
 impl ConfigUpdate {
@@ -35,6 +38,7 @@ impl ConfigUpdate {
         ConfigUpdate {
             generation,
             routes: Arc::new(RouteTable::build(&config)),
+            auth: Arc::new(AuthKeys::new(&config)),
             config,
         }
     }
@@ -46,6 +50,8 @@ pub struct Snapshot {
     pub config: Arc<GatewayConfig>,
     pub routes: Arc<RouteTable>,
     pub origins: OriginPolicy,
+    /// This shard's authentication state for the generation (its token cache included).
+    pub auth: ShardAuth,
 }
 
 impl Snapshot {
@@ -58,6 +64,7 @@ impl Snapshot {
                 config.server.host.is_loopback(),
             ),
             routes: update.routes.clone(),
+            auth: ShardAuth::new(&config, update.auth.clone()),
             config,
         }
     }

@@ -1,15 +1,17 @@
 //! The request head the gateway sends upstream: the target rewritten onto the upstream's
 //! path, `Host` set to the upstream, hop-by-hop headers dropped, the client's credentials kept
-//! back unless the server's entry says otherwise, forwarding headers and the request id added.
+//! back unless the server's entry says otherwise, forwarding headers and the request id added,
+//! and with `forwardIdentity` who the client authenticated as.
 //!
 //! Owns: that rewrite. Must not: choose the upstream (the pipeline) or do I/O.
 
+use crate::auth::Principal;
 use crate::http::encode;
 use crate::http::request::RequestHead;
 use crate::http::{is_hop_by_hop, listed_in_connection};
 use crate::request_id::RequestId;
 use crate::router;
-use mcp_gateway_config::Upstream;
+use mcp_gateway_config::{Authentication, Upstream};
 
 /// Where a request goes upstream.
 pub struct UpstreamTarget<'a> {
@@ -22,6 +24,39 @@ pub struct UpstreamTarget<'a> {
     pub session: Option<&'a [u8]>,
     /// Header changes made by custom request filters.
     pub edits: Option<&'a crate::filter::HeaderEdits>,
+    /// What authentication keeps back and adds (nothing with it off).
+    pub credentials: Credentials<'a>,
+}
+
+/// With authentication on: the API-key header is kept back like `Authorization` (unless
+/// the server has `forwardAuth`), client-sent `X-Auth-*` headers are always dropped (no
+/// client may pose as someone), and with `forwardIdentity` the principal is sent as
+/// `X-Auth-Subject`, `X-Auth-Method` and `X-Auth-Roles`.
+#[derive(Default)]
+pub struct Credentials<'a> {
+    pub api_key_header: Option<&'a str>,
+    pub identity: Option<&'a Principal>,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn of(auth: &'a Authentication, principal: Option<&'a Principal>) -> Credentials<'a> {
+        if !auth.enabled {
+            return Credentials::default();
+        }
+        Credentials {
+            api_key_header: Some(auth.api_key_header.as_str()),
+            identity: principal.filter(|_| auth.forward_identity),
+        }
+    }
+
+    fn drops(&self, name: &str, forward_auth: bool) -> bool {
+        self.api_key_header.is_some_and(|key| {
+            (!forward_auth && name.eq_ignore_ascii_case(key))
+                || name
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("x-auth-"))
+        })
+    }
 }
 
 /// Who sent the request, as the forwarding headers tell the upstream.
@@ -69,6 +104,7 @@ pub fn write_upstream_head(
             || (to.session.is_some() && name.eq_ignore_ascii_case("mcp-session-id"))
             || upstream.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
             || to.edits.is_some_and(|e| e.removes(name))
+            || to.credentials.drops(name, upstream.forward_auth)
         {
             continue;
         }
@@ -94,6 +130,9 @@ pub fn write_upstream_head(
     }
     for (name, value) in &upstream.headers {
         encode::header(out, name, value.as_bytes());
+    }
+    if let Some(principal) = to.credentials.identity {
+        principal.identity_lines(out);
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(prior) = head.forwarded_for {

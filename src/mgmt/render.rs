@@ -11,6 +11,7 @@
 use super::merge::Totals;
 use super::State;
 use bytes::Bytes;
+use mcp_gateway_shard::auth;
 use mcp_gateway_shard::error::ErrorKind;
 use mcp_gateway_shard::http::encode::civil_from_days;
 use mcp_gateway_shard::mcp::stateless::METHODS;
@@ -368,6 +369,17 @@ fn metrics(state: &State) -> String {
             out,
             "mcp_gateway_mcp_requests_total{{method=\"{method}\"}} {count}"
         );
+    }
+    let _ = writeln!(out, "# HELP mcp_gateway_auth_total Authentication outcomes by method (none: no credential) and result; series appear once counted.\n# TYPE mcp_gateway_auth_total counter");
+    for (row, results) in t.counts.auth.iter().enumerate() {
+        for (column, count) in results.iter().enumerate().filter(|(_, c)| **c > 0) {
+            let _ = writeln!(
+                out,
+                "mcp_gateway_auth_total{{method=\"{}\",result=\"{}\"}} {count}",
+                auth::row_label(row),
+                auth::column_label(column)
+            );
+        }
     }
     latency_histogram(&mut out, state);
     let upstreams = &state.config.upstreams;

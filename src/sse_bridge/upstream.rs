@@ -152,6 +152,7 @@ async fn post(session: &Rc<Session>, config: &Arc<GatewayConfig>, message: Incom
         let check = BodyCheck {
             method: None,
             name: None,
+            roles: None,
         };
         if let Err(e) = stateless::check_body(&message.body, &check, &upstream.policy) {
             return fail_with(session, &kind, e.jsonrpc_code(), &e.to_string());

@@ -169,6 +169,7 @@ fn plan_message(
     let body_check = (!policy.is_empty()).then_some(BodyCheck {
         method: None,
         name: None,
+        roles: None,
     });
     Ok(LegacyPlan::Message {
         upstream,

@@ -189,6 +189,7 @@ fn authorize(
         (!policy.is_empty() && head.method == "POST").then(|| BodyCheck {
             method: routing.method.map(<[u8]>::to_vec),
             name: name.map(<[u8]>::to_vec),
+            roles: None,
         }),
     )
 }

@@ -133,9 +133,14 @@ pub fn decode_name(raw: &[u8]) -> Option<Cow<'_, [u8]>> {
         .map(Cow::Owned)
 }
 
+/// Methods no policy or role blocks (see `LIFECYCLE`).
+pub fn is_lifecycle(method: &[u8]) -> bool {
+    LIFECYCLE.iter().any(|m| m.as_bytes() == method)
+}
+
 /// Whether the server's policy lets this call through.
 pub fn permits(policy: &Policy, method: &[u8], name: Option<&[u8]>) -> bool {
-    if LIFECYCLE.iter().any(|m| m.as_bytes() == method) {
+    if is_lifecycle(method) {
         return true;
     }
     let allowed = policy.allow.is_empty() || policy.allow.iter().any(|r| r.matches(method, name));
@@ -149,6 +154,9 @@ pub struct BodyCheck {
     pub method: Option<Vec<u8>>,
     /// `Mcp-Name`, decoded, when it was sent.
     pub name: Option<Vec<u8>>,
+    /// What the principal's roles allow on this server (`security.rbac`), when that is
+    /// less than everything.
+    pub roles: Option<Vec<mcp_gateway_config::PolicyRule>>,
 }
 
 /// Checks a whole buffered request body: when routing headers were sent, the body must say
@@ -194,6 +202,11 @@ pub fn check_body(
         if !permits(policy, method.as_bytes(), name) {
             return Err(GatewayError::PolicyDenied(describe(method, name)));
         }
+        if let Some(roles) = &check.roles {
+            if !crate::auth::rbac::permits(roles, method.as_bytes(), name) {
+                return Err(GatewayError::RoleDenied(describe(method, name)));
+            }
+        }
     }
     let counted_from_body = match (&check.method, messages.as_slice()) {
         (None, [one]) => one.get("method").and_then(Value::as_str),
@@ -232,6 +245,7 @@ mod tests {
         BodyCheck {
             method: method.map(|m| m.as_bytes().to_vec()),
             name: name.map(|n| n.as_bytes().to_vec()),
+            roles: None,
         }
     }
 

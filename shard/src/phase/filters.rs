@@ -45,7 +45,7 @@ fn run_filters(
         target: req.head.target,
         headers: req.head.headers,
         route,
-        principal: ctx.principal.as_deref(),
+        principal: ctx.principal.as_deref().map(|p| &*p.subject),
         peer_ip: &conn.peer_ip,
     };
     let edits = ctx.header_edits.get_or_insert_with(Box::default);
