@@ -67,6 +67,7 @@ async fn connection(mut stream: TcpStream) {
                     close,
                     request_id: b"",
                     extra: &[],
+                    security: &[],
                 },
             );
             if close {

@@ -1,6 +1,7 @@
 //! The gateway's own answers: its pages (those that show counts once the management shard
 //! has merged what came before the read), CORS preflights, and its errors (JSON, or JSON-RPC
-//! error objects on MCP paths), each with the metrics it counts.
+//! error objects on MCP paths), each with the configured security headers
+//! (`security.headers`) and the metrics it counts.
 //!
 //! Owns: how those responses are written. Must not: decide what to answer (the pipeline
 //! does) or talk to upstreams.
@@ -13,6 +14,7 @@ use crate::mcp;
 use crate::state::Counted;
 
 use crate::router::LocalPage;
+use crate::snapshot::Snapshot;
 use crate::state::Shard;
 use std::time::{Duration, Instant};
 
@@ -123,12 +125,19 @@ fn encode_page(
             close: !keep_open,
             request_id: p.request_id.as_bytes(),
             extra: &["Cache-Control: no-store"],
+            security: security_lines(&p.snap),
         },
     );
     if p.is_head {
         out.truncate(out.len() - page.body.len());
     }
     Some(page.status)
+}
+
+/// The `security.headers` lines of the gateway's own answers (empty when turned off).
+fn security_lines(snap: &Snapshot) -> &[String] {
+    // `security.headers.hsts` joins these on answers over TLS, once TLS is served.
+    &snap.config.security.headers.lines
 }
 
 /// CORS headers for a response to an allowed browser origin.
@@ -247,6 +256,7 @@ async fn respond_no_content(
             close: !keep_open,
             request_id: p.request_id.as_bytes(),
             extra,
+            security: security_lines(&p.snap),
         },
     );
     let written = out.len() as u64;
@@ -293,6 +303,8 @@ pub async fn respond_error(
         lines.extend(cors_lines(origin));
     }
     let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
+    // The current generation: a refusal before any request was parsed has none of its own.
+    let snap = shard.snapshot();
     encode::local_response(
         out,
         date.as_bytes(),
@@ -303,6 +315,7 @@ pub async fn respond_error(
             close: !keep_open,
             request_id: request_id.as_bytes(),
             extra: &extra,
+            security: security_lines(&snap),
         },
     );
     if style.head_only {

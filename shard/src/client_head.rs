@@ -1,7 +1,7 @@
 //! The response head the gateway sends its client for a proxied response: normalised to
 //! HTTP/1.1, hop-by-hop headers dropped, and the gateway's additions (session token in place
-//! of the upstream's `Mcp-Session-Id`, CORS, `X-Accel-Buffering`, a sticky cookie, `Connection:
-//! close`).
+//! of the upstream's `Mcp-Session-Id`, CORS, `X-Accel-Buffering`, a sticky cookie, security
+//! headers the upstream did not set, `Connection: close`).
 //!
 //! Owns: that rewrite. Must not: read sockets or decide the additions (the exchange does).
 
@@ -25,6 +25,9 @@ pub struct HeadRewrite<'a> {
     pub drop_length: bool,
     /// `loadBalancer.sticky`: added as a `Set-Cookie` line.
     pub set_cookie: Option<&'a str>,
+    /// Security header lines (`Name: value`), each added unless the response passes on a
+    /// header of that name; empty when none apply (the pipeline decides).
+    pub security: &'a [String],
 }
 
 /// The response head for the client: status line normalised to HTTP/1.1, hop-by-hop
@@ -94,6 +97,17 @@ pub fn write_client_head(
     }
     if let Some(cookie) = rw.set_cookie {
         crate::http::encode::header(out, "Set-Cookie", cookie.as_bytes());
+    }
+    for line in rw.security {
+        let name = line.split(':').next().unwrap_or(line);
+        // Compared with what the client gets: one the upstream made hop-by-hop is not set.
+        let set = head.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case(name) && !listed_in_connection(head.connection, h.name)
+        });
+        if !set {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");

@@ -44,6 +44,9 @@ pub struct Exchange<'a> {
     pub legacy: Option<&'a LegacyStream>,
     /// `loadBalancer.sticky`: a `Set-Cookie` value to add to the response.
     pub set_cookie: Option<&'a str>,
+    /// Security header lines to add to the response where it lacks them (see
+    /// `client_head::HeadRewrite::security`); empty when none apply.
+    pub security: &'a [String],
     /// Connect here instead (the SSE bridge, for `/mcp/{id}` on a legacy-only server); such
     /// connections are not pooled, so they never mix with the server's own.
     pub via: Option<std::net::SocketAddr>,

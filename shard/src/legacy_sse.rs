@@ -1,6 +1,7 @@
 //! The I/O halves of the legacy HTTP+SSE transport (see `mcp::legacy` for the rules):
 //! reading a pass-through stream up to its `endpoint` event to rewrite it, and passing a
-//! bridged request to this process's SSE bridge and its answer back.
+//! bridged request to this process's SSE bridge and its answer back (with the gateway's
+//! security headers: the bridge's answers are the gateway's own).
 //!
 //! Owns: those two copy loops. Must not: decide routes or tokens (`mcp::legacy`), or keep
 //! state between requests.
@@ -174,6 +175,8 @@ pub async fn bridge(
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(502);
+    // The bridge answers for the gateway: its head gets the gateway's security headers.
+    add_missing_lines(out, &snap.config.security.headers.lines);
     let mut bytes = out.len() as u64;
     if conn.send(out).await.is_err() {
         return BridgeEnd::Cut;
@@ -189,4 +192,53 @@ pub async fn bridge(
         Err(_) => return BridgeEnd::Cut,
     }
     BridgeEnd::Answered { status, bytes }
+}
+
+/// Adds each of `lines` (`Name: value`) to the response head at the start of `out` that
+/// has no header of that name.
+fn add_missing_lines(out: &mut Vec<u8>, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return;
+    };
+    let head = &out[..end];
+    let has = |name: &str| {
+        head.split(|&b| b == b'\n').skip(1).any(|l| {
+            l.len() > name.len()
+                && l[name.len()] == b':'
+                && l[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+        })
+    };
+    let mut add = Vec::new();
+    for line in lines {
+        let name = line.split(':').next().unwrap_or(line);
+        if !has(name) {
+            add.extend_from_slice(line.as_bytes());
+            add.extend_from_slice(b"\r\n");
+        }
+    }
+    // After the last header line's CRLF, before the blank line.
+    out.splice(end + 2..end + 2, add);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_missing_lines;
+
+    #[test]
+    fn missing_lines_go_before_the_blank_line() {
+        let mut out = b"HTTP/1.1 200 OK\r\nx-frame-options: SAMEORIGIN\r\n\r\nbody".to_vec();
+        let lines = [
+            "X-Frame-Options: DENY".to_string(),
+            "Referrer-Policy: no-referrer".to_string(),
+        ];
+        add_missing_lines(&mut out, &lines);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-frame-options: SAMEORIGIN\r\n\
+              Referrer-Policy: no-referrer\r\n\r\nbody"
+        );
+    }
 }

@@ -7,9 +7,9 @@
 //!    connection), relay the response head and body back.
 //! 3. Record metrics (the log phase) and decide whether the client connection stays open.
 //!
-//! Owns: calling the phases in order, and the keep-alive decision. Must not: parse bytes
-//! itself (`http`), decide what a phase decides, or manage sockets of the pool (`upstream`,
-//! `pool`).
+//! Owns: calling the phases in order, the keep-alive decision, and which security headers
+//! a proxied response gets. Must not: parse bytes itself (`http`), decide what a phase
+//! decides, or manage sockets of the pool (`upstream`, `pool`).
 
 use crate::answer::{respond_error, respond_page, respond_preflight};
 use crate::client::{BufferError, Conn};
@@ -28,6 +28,7 @@ use crate::relay::BodyLeft;
 use crate::request_id::RequestId;
 use crate::router::LocalPage;
 use crate::state::Shard;
+use mcp_gateway_config::{Transport, Upstream};
 use monoio::time::Instant;
 use std::rc::Rc;
 
@@ -252,6 +253,7 @@ async fn proxy(
         }
     };
     let request_in_hand = body_left.is_done();
+    let security = proxied_security_lines(p, upstream, via.is_some());
     // Taken once a connection is in hand, so requests queued at a connection cap hold less.
     let mut ubuf = Vec::new();
     let exchange = Exchange {
@@ -271,6 +273,7 @@ async fn proxy(
         cors_origin: p.cors_origin.as_deref(),
         legacy: p.legacy.as_ref(),
         set_cookie: p.set_cookie.as_deref(),
+        security,
         via,
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
@@ -327,6 +330,23 @@ async fn proxy(
             false
         }
     })
+}
+
+/// The `security.headers` lines a proxied response gets where it lacks them: with
+/// `upstream: true`, and always from the process's own hosts (stdio servers, the SSE
+/// bridge), whose answers are the gateway's own; none otherwise.
+fn proxied_security_lines<'a>(
+    p: &'a RequestCtx,
+    upstream: &Upstream,
+    via_bridge: bool,
+) -> &'a [String] {
+    let headers = &p.snap.config.security.headers;
+    let own_host = via_bridge || matches!(upstream.transport, Transport::Stdio(_));
+    if headers.upstream || own_host {
+        &headers.lines
+    } else {
+        &[]
+    }
 }
 
 /// How `proxy` ended.

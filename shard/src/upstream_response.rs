@@ -1,7 +1,7 @@
 //! The upstream's response head on its way to the client: parsed, interim answers dropped,
 //! rewritten for the client (hop-by-hop out, the session token in place of the upstream's
-//! `Mcp-Session-Id`, CORS, a sticky cookie), and what it says about the rest of the exchange
-//! (body framing, keep-alive on each side).
+//! `Mcp-Session-Id`, CORS, a sticky cookie, security headers it lacks), and what it says
+//! about the rest of the exchange (body framing, keep-alive on each side).
 //!
 //! Owns: those decisions for one response head. Must not: do I/O (the exchange in
 //! `upstream` reads and writes).
@@ -80,6 +80,7 @@ impl Exchange<'_> {
             cors_origin: self.cors_origin,
             drop_length: rewrite_endpoint,
             set_cookie: self.set_cookie,
+            security: self.security,
         };
         write_client_head(out, &head, &rewrite);
         let facts = ResponseFacts {

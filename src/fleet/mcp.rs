@@ -355,6 +355,7 @@ fn write_json(out: &mut Vec<u8>, status: u16, body: &[u8], session: Option<&str>
             close,
             request_id: b"",
             extra: &extra,
+            security: &[],
         },
     );
 }

@@ -1,5 +1,10 @@
 //! The management port (8081): the same pages as the data port plus the dashboard.
 //!
+//! Every answer carries the running config's security headers (`security.headers`, taken
+//! per answer so a reload applies at once); the dashboard page gets its own
+//! `Content-Security-Policy` in place of the configured one (it has an inline script and
+//! style, and fetches the pages).
+//!
 //! Owns: serving the management shard's HTTP, under its own connection cap
 //! (`monitoring.dashboard.maxConnections`: over it, one 503 and close) and the header
 //! timeout (a connection that sends no complete head in time is closed), so idle or slow
@@ -10,6 +15,7 @@
 use super::admin::{self, AdminRequest};
 use super::api;
 use super::{render, State};
+use mcp_gateway_config::GatewayConfig;
 use mcp_gateway_shard::catch_panic::CatchPanic;
 use mcp_gateway_shard::http::encode::{self, LocalResponse};
 use mcp_gateway_shard::http::request;
@@ -21,9 +27,14 @@ use mcp_gateway_shard::router::LocalPage;
 use monoio::net::{TcpListener, TcpStream};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DASHBOARD_HTML: &str = include_str!("../../dashboard/index.html");
+/// The dashboard's policy: its own inline script and style, fetches to this port only.
+const DASHBOARD_CSP: &str = "Content-Security-Policy: default-src 'self'; \
+    script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 const MAX_HEAD: usize = 16 * 1024;
 
 /// What one management connection knows about where it came from.
@@ -49,7 +60,8 @@ pub async fn serve(listener: TcpListener, state: Rc<RefCell<State>>, shards: Sha
     loop {
         match listener.accept().await {
             Ok((stream, _)) if open.get() >= cap => {
-                monoio::spawn(refuse(stream));
+                let config = state.borrow().config.clone();
+                monoio::spawn(refuse(stream, config));
             }
             Ok((stream, peer)) => {
                 let peer = Peer {
@@ -93,7 +105,7 @@ fn local_browser_context(head: &request::RequestHead<'_, '_>) -> bool {
 }
 
 /// One 503 for a connection over the management port's cap, then close.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, config: Arc<GatewayConfig>) {
     let body = encode::error_body(503, "the management port is at its connection limit", b"");
     let mut out = Vec::with_capacity(256);
     encode::local_response(
@@ -106,6 +118,7 @@ async fn refuse(mut stream: TcpStream) {
             close: true,
             request_id: b"",
             extra: &["Retry-After: 1"],
+            security: &config.security.headers.lines,
         },
     );
     let _ = monoio::time::timeout(Duration::from_secs(1), write_all(&mut stream, &mut out)).await;
@@ -179,12 +192,23 @@ async fn connection(
             }
             Step::Page(method, path, head) => {
                 let (status, ct, body) = answer(&state, &method, &path);
-                head.reply(status, ct, body)
+                let mut reply = head.reply(status, ct, body);
+                reply.dashboard = status == 200 && is_dashboard(&path);
+                reply
             }
         };
         buf.drain(..reply.consumed.min(buf.len()));
         out.clear();
         let date = encode::http_date(std::time::SystemTime::now());
+        let config = state.borrow().config.clone();
+        let lines = &config.security.headers.lines;
+        let dashboard_lines: Vec<&str>;
+        let (extra, security): (&[&str], &[String]) = if reply.dashboard {
+            dashboard_lines = dashboard_headers(lines);
+            (&dashboard_lines, &[])
+        } else {
+            (&["Cache-Control: no-store"], lines)
+        };
         encode::local_response(
             &mut out,
             date.as_bytes(),
@@ -194,7 +218,8 @@ async fn connection(
                 body: &reply.body,
                 close: reply.close,
                 request_id: b"",
-                extra: &["Cache-Control: no-store"],
+                extra,
+                security,
             },
         );
         if reply.head_only {
@@ -207,6 +232,21 @@ async fn connection(
             return;
         }
     }
+}
+
+/// The dashboard page's header lines: the configured security headers, its own
+/// `Content-Security-Policy` in place of the configured one (none if that is left out).
+fn dashboard_headers(lines: &[String]) -> Vec<&str> {
+    let mut extra = vec!["Cache-Control: no-store"];
+    for line in lines {
+        let name = line.split(':').next().unwrap_or(line);
+        if name.eq_ignore_ascii_case("content-security-policy") {
+            extra.push(DASHBOARD_CSP);
+        } else {
+            extra.push(line);
+        }
+    }
+    extra
 }
 
 thread_local! {
@@ -256,6 +296,7 @@ impl HeadFacts {
             close: self.close,
             consumed: self.consumed,
             head_only: self.head_only,
+            dashboard: false,
         }
     }
 }
@@ -267,6 +308,8 @@ struct Reply {
     close: bool,
     consumed: usize,
     head_only: bool,
+    /// The dashboard page (its own `Content-Security-Policy`).
+    dashboard: bool,
 }
 
 fn refusal(status: u16, message: &str) -> Step {
@@ -277,6 +320,7 @@ fn refusal(status: u16, message: &str) -> Step {
         close: true,
         consumed: 0,
         head_only: false,
+        dashboard: false,
     })
 }
 
@@ -324,6 +368,10 @@ fn next_step(buf: &[u8], peer: Peer) -> Step {
     Step::Page(head.method.to_string(), path.to_string(), facts(has_body))
 }
 
+fn is_dashboard(path: &str) -> bool {
+    path == "/" || path == "/dashboard"
+}
+
 fn answer(
     state: &Rc<RefCell<State>>,
     method: &str,
@@ -336,7 +384,7 @@ fn answer(
             encode::error_body(405, "the management port is read-only", b"").into(),
         );
     }
-    if path == "/" || path == "/dashboard" {
+    if is_dashboard(path) {
         return (
             200,
             "text/html; charset=utf-8",

@@ -176,6 +176,7 @@ impl Conn {
                 close: self.close,
                 request_id: b"",
                 extra,
+                security: &[],
             },
         );
         self.send().await

@@ -52,6 +52,9 @@ pub struct LocalResponse<'a> {
     pub request_id: &'a [u8],
     /// Extra header lines, each `Name: value` without CRLF.
     pub extra: &'a [&'a str],
+    /// The configured security header lines (`security.headers`), written after `extra`;
+    /// borrowed from the config generation, so adding them allocates nothing.
+    pub security: &'a [String],
 }
 
 pub fn local_response(out: &mut Vec<u8>, date: &[u8], r: &LocalResponse<'_>) {
@@ -70,7 +73,12 @@ pub fn local_response(out: &mut Vec<u8>, date: &[u8], r: &LocalResponse<'_>) {
     if !r.request_id.is_empty() {
         header(out, "X-Request-Id", r.request_id);
     }
-    for line in r.extra {
+    for line in r
+        .extra
+        .iter()
+        .copied()
+        .chain(r.security.iter().map(String::as_str))
+    {
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
