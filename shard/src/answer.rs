@@ -221,6 +221,7 @@ pub async fn respond_metadata(
                 "Cache-Control: max-age=300",
                 "Access-Control-Allow-Origin: *",
             ],
+            security: security_lines(&p.snap),
         },
     );
     if p.is_head {
