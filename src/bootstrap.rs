@@ -47,6 +47,9 @@ pub fn start(loaded: Loaded, path: Option<PathBuf>, text: String) -> anyhow::Res
     for warning in &warnings {
         tracing::warn!(%warning, "config");
     }
+    for warning in crate::jwks::fill(&mut config) {
+        tracing::warn!(%warning, "config");
+    }
     if config.sessions.secret.is_none() {
         // Every shard of this process must share one key, so it is made here, once.
         let secret: String = mcp_gateway_shard::mcp::session::generated_secret()

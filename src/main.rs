@@ -7,6 +7,7 @@ mod demo;
 mod fd_limit;
 mod fleet;
 mod floor;
+mod jwks;
 mod logging;
 mod mgmt;
 mod sse_bridge;

@@ -543,3 +543,97 @@ fn oauth_metadata_audience_and_scopes() {
         "{r:?}"
     );
 }
+
+/// The modulus of `{name}.pem` as a JWK (RSA, `kid`).
+fn rsa_jwk(dir: &Path, name: &str, kid: &str) -> Value {
+    let out = Command::new("openssl")
+        .args(["rsa", "-in", &format!("{name}.pem"), "-noout", "-modulus"])
+        .current_dir(dir)
+        .output()
+        .expect("openssl modulus");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text.trim().trim_start_matches("Modulus=");
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap_or(0))
+        .collect();
+    json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": base64url(&bytes), "e": "AQAB"})
+}
+
+#[test]
+fn issuer_keys_are_fetched_and_refreshed_on_an_unknown_kid_at_most_once_a_minute() {
+    let dir = TempDir::new("jwks-url");
+    make_keys(dir.path());
+    let published = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys": [rsa_jwk(dir.path(), "jwk", "k1")]}),
+    ));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let idp = {
+        let (published, fetches) = (published.clone(), fetches.clone());
+        Upstream::start(move |req, s| {
+            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = published.lock().map(|v| v.to_string()).unwrap_or_default();
+            respond(
+                s,
+                req,
+                200,
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            );
+            Flow::Close
+        })
+    };
+    let up = upstream();
+    let issuer = idp.url("");
+    let resource = "http://127.0.0.1:8080";
+    let c = auth_config(
+        &up,
+        dir.path(),
+        json!({
+            "enabled": true,
+            "methods": ["oauth2"],
+            "oauth2": {"issuers": [{"issuer": issuer, "jwksUrl": idp.url("/jwks")}], "resource": resource}
+        }),
+    );
+    let gw = Gateway::start(&c);
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched at load"
+    );
+    let d = dir.path();
+    let token = |pem: &str, kid: &str| {
+        let key = EncodingKey::from_rsa_pem(&read(d, pem)).expect("rsa");
+        sign(
+            Algorithm::RS256,
+            &key,
+            &claims(json!({"iss": issuer, "aud": resource})),
+            Some(kid),
+        )
+    };
+    let status = |t: &str| get_with(&gw, "/x", &[("Authorization", &bearer(t))]).status;
+    assert_eq!(status(&token("jwk.pem", "k1")), 200);
+
+    // The issuer rotates to a new key: the first token with it is refused and makes the
+    // gateway fetch the keys again; the next one passes.
+    if let Ok(mut keys) = published.lock() {
+        *keys = json!({"keys": [rsa_jwk(d, "jwk", "k1"), rsa_jwk(d, "other", "k2")]});
+    }
+    let rotated = token("other.pem", "k2");
+    assert_eq!(status(&rotated), 401);
+    let passed = eventually(Duration::from_secs(5), || {
+        (status(&rotated) == 200).then_some(())
+    });
+    assert!(passed.is_some(), "the rotated key was never fetched");
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // A kid the issuer never published: refused, and no new fetch within the minute.
+    let unknown = token("rsa.pem", "k3");
+    assert_eq!(status(&unknown), 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status(&unknown), 401);
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "refreshed at most once a minute"
+    );
+}

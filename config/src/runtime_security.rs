@@ -126,6 +126,8 @@ pub struct JwtSettings {
     pub secret: Option<String>,
     pub public_keys: Vec<PemKey>,
     pub jwks: Option<JwkSet>,
+    /// Where `jwks` was read from: read again when a token names an unknown `kid`.
+    pub jwks_file: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Allowed `alg` names (`HS256`, ...); every family the keys can verify when unset.
@@ -170,7 +172,8 @@ pub struct OAuth2Settings {
 pub struct OAuthIssuer {
     pub issuer: String,
     pub jwks_url: Option<String>,
-    /// Keys known at load time (`jwksFile`).
+    pub jwks_file: Option<String>,
+    /// Keys known at load time: `jwksFile`'s, and `jwksUrl`'s once the loader fetched them.
     pub jwks: Option<JwkSet>,
     pub introspection_url: Option<String>,
     pub client_id: Option<String>,

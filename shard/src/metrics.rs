@@ -104,6 +104,8 @@ pub struct MetricsDelta {
     /// Gauges of the slots whose values changed since the last delta.
     pub gauges: Vec<SlotGauge>,
     pub latency_us: Histogram<u64>,
+    /// Key sources whose JWKS lacked a token's `kid` (`auth::key_source_bit`).
+    pub key_misses: u64,
 }
 
 /// What one shard has going on with one upstream slot right now.
@@ -125,6 +127,7 @@ impl MetricsDelta {
             upstreams: Vec::new(),
             gauges: Vec::new(),
             latency_us: new_latency_histogram(),
+            key_misses: 0,
         }
     }
 }

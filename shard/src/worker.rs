@@ -245,7 +245,9 @@ async fn tick_loop(shard: Rc<Shard>, reports: Sender<MetricsDelta>, tick: Durati
             }
             metrics.gauges(|slot| pool.usage(slot).0);
             let mut delta = metrics.take_delta();
-            delta.generation = shard.snapshot().generation;
+            let snap = shard.snapshot();
+            delta.generation = snap.generation;
+            delta.key_misses = snap.auth.key_misses.take();
             delta
         };
         if reports.try_send(delta).is_err() {

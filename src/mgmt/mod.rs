@@ -54,6 +54,10 @@ pub struct State {
     /// A shard asked for pages (one was read there): render again at the next tick.
     pub pages_wanted: bool,
     pub rendered_at: Instant,
+    /// Key sources a shard met an unknown `kid` of, since the last tick.
+    pub key_misses: u64,
+    /// The key refresh thread, started the first time a refresh is wanted.
+    pub keys: Option<crate::jwks::Refresher>,
 }
 
 /// Pages are re-rendered at the tick after a shard asked for them, and at least this often.
@@ -98,6 +102,8 @@ impl State {
             })),
             pages_wanted: false,
             rendered_at: Instant::now(),
+            key_misses: 0,
+            keys: None,
             config,
             reload,
         };
@@ -146,7 +152,44 @@ impl State {
         self.merged_at = Instant::now();
         while let Ok(delta) = self.reports.try_recv() {
             self.pages_wanted |= delta.counts.pages_wanted > 0;
+            self.key_misses |= delta.key_misses;
             self.totals.merge(&delta);
+        }
+    }
+}
+
+/// Asks for the key sources shards missed a `kid` in (rate-limited per source), and sends
+/// down the keys refreshed since, as the same generation with new key sets.
+fn refresh_keys(s: &mut State, shards: &[Sender<ShardCommand>]) {
+    let misses = std::mem::take(&mut s.key_misses);
+    if misses != 0 && s.keys.is_none() {
+        match crate::jwks::Refresher::spawn() {
+            Ok(refresher) => s.keys = Some(refresher),
+            Err(e) => tracing::error!(error = %e, "cannot start the key refresh thread"),
+        }
+    }
+    let generation = s.reload.generation;
+    let Some(keys) = s.keys.as_mut() else {
+        return;
+    };
+    if misses != 0 {
+        keys.ask(misses, generation, &s.config);
+    }
+    let mut latest = None;
+    while let Ok(done) = keys.done.try_recv() {
+        if done.generation == generation {
+            latest = Some(done.config);
+        }
+    }
+    if let Some(config) = latest {
+        tracing::info!(generation, "new keys: sent to the shards");
+        let config = Arc::new(config);
+        s.config = config.clone();
+        let update = Arc::new(mcp_gateway_shard::snapshot::ConfigUpdate::new(
+            generation, config,
+        ));
+        for tx in shards {
+            let _ = tx.send(ShardCommand::Config(update.clone()));
         }
     }
 }
@@ -200,6 +243,7 @@ async fn management_main(spec: MgmtSpec) {
         let mut s = state.borrow_mut();
         s.merge_reports();
         reload::note_drained(&mut s);
+        refresh_keys(&mut s, &shards);
         if !s.pages_wanted && s.rendered_at.elapsed() < PAGES_MAX_AGE {
             continue;
         }

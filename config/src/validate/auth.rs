@@ -317,6 +317,7 @@ fn check_jwt(
         secret,
         public_keys,
         jwks,
+        jwks_file: jwt.jwks_file.clone(),
         issuer: jwt.issuer.clone().filter(|s| !s.is_empty()),
         audience: jwt.audience.clone().filter(|s| !s.is_empty()),
         algorithms,
@@ -467,6 +468,7 @@ fn check_oauth2(
         issuers.push(OAuthIssuer {
             issuer: entry.issuer.clone(),
             jwks_url: entry.jwks_url.clone(),
+            jwks_file: entry.jwks_file.clone(),
             jwks,
             introspection_url: entry.introspection_url.clone(),
             client_id: entry.client_id.clone(),

@@ -218,6 +218,18 @@ pub struct ShardAuth {
     pub keys: Arc<AuthKeys>,
     api_keys: apikey::ApiKeys,
     cache: RefCell<TokenCache>,
+    /// Key sources a token named an unknown `kid` of since the last tick (see
+    /// [`key_source_bit`]); sent up with the metrics, so the management shard refreshes them.
+    pub key_misses: std::cell::Cell<u64>,
+}
+
+/// The bit of a key source in `key_misses`: 0 for the `jwt` method's JWKS, 1 + i for OAuth
+/// issuer i (issuers past 62 share the last bit).
+pub fn key_source_bit(oauth_issuer: Option<usize>) -> u64 {
+    match oauth_issuer {
+        None => 1,
+        Some(i) => 1 << (1 + i.min(62)),
+    }
 }
 
 impl ShardAuth {
@@ -227,6 +239,7 @@ impl ShardAuth {
             keys,
             api_keys: apikey::ApiKeys::new(&auth.api_keys),
             cache: RefCell::new(TokenCache::new(auth.token_cache_size)),
+            key_misses: std::cell::Cell::new(0),
         }
     }
 }
@@ -305,6 +318,17 @@ fn bearer_principal(
             None => Err(AuthFailure::UnknownKey),
         },
     };
+    if matches!(verified, Err(AuthFailure::UnknownKey)) {
+        let issuer = match method {
+            AuthMethod::OAuth2 => oauth::issuer_of(token, config),
+            _ => None,
+        };
+        let sourced = issuer.is_some() || auth.jwt.as_ref().is_some_and(|j| j.jwks_file.is_some());
+        if sourced {
+            let bit = key_source_bit(issuer);
+            state.key_misses.set(state.key_misses.get() | bit);
+        }
+    }
     let result = verified.map(|principal| {
         let principal = Rc::new(principal);
         state.cache.borrow_mut().insert(digest, principal.clone());

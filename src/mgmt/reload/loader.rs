@@ -201,10 +201,18 @@ fn parse(name: &str, text: String, environment: bool) -> Outcome {
         &|_| None
     };
     match mcp_gateway_config::parse_document(name, &text, env) {
-        Ok(loaded) => Outcome::Parsed(Box::new(Parsed {
-            loaded,
-            sha256: sha256(&text),
-        })),
+        Ok(mut loaded) => {
+            // Keys at URLs are fetched here, off the management shard.
+            for warning in crate::jwks::fill(&mut loaded.config) {
+                let at = "security.authentication.oauth2.issuers";
+                let warning = mcp_gateway_config::ConfigError::new(at, warning);
+                loaded.warnings.push(warning);
+            }
+            Outcome::Parsed(Box::new(Parsed {
+                loaded,
+                sha256: sha256(&text),
+            }))
+        }
         Err(e) => Outcome::Failed(e, None),
     }
 }
