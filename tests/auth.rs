@@ -238,7 +238,8 @@ fn api_keys_are_checked_kept_from_upstreams_and_counted() {
     assert!(r.header("www-authenticate").is_some(), "{r:?}");
 
     let metrics = eventually(Duration::from_secs(5), || {
-        let page = Client::connect(gw.mgmt_addr()).get("/metrics").text();
+        // With authentication on, the pages need credentials (any role on the data port).
+        let page = get_with(&gw, "/metrics", &[("X-API-Key", API_KEY)]).text();
         let ok = metric_value(
             &page,
             "mcp_gateway_auth_total{method=\"apikey\",result=\"ok\"}",
@@ -247,7 +248,7 @@ fn api_keys_are_checked_kept_from_upstreams_and_counted() {
             &page,
             "mcp_gateway_auth_total{method=\"apikey\",result=\"unknown_key\"}",
         )?;
-        (ok >= 2.0 && bad >= 1.0).then_some(page)
+        (ok >= 3.0 && bad >= 1.0).then_some(page)
     });
     assert!(metrics.is_some(), "auth metrics never counted");
 }
@@ -635,5 +636,55 @@ fn issuer_keys_are_fetched_and_refreshed_on_an_unknown_kid_at_most_once_a_minute
         fetches.load(std::sync::atomic::Ordering::SeqCst),
         2,
         "refreshed at most once a minute"
+    );
+}
+
+#[test]
+fn the_management_port_needs_the_admin_role_or_the_admin_token() {
+    let up = upstream();
+    let dir = TempDir::new("mgmt-auth");
+    let mut c = auth_config(
+        &up,
+        dir.path(),
+        json!({
+            "enabled": true,
+            "methods": ["apikey"],
+            "apiKeys": [
+                {"name": "root", "keyHash": key_hash("admin-key-0123456789"), "roles": ["admin"]},
+                {"name": "ci", "keyHash": key_hash(API_KEY), "roles": ["reader"]}
+            ]
+        }),
+    );
+    c["sessions"] = json!({"adminToken": "admin-token-0123456789"});
+    let gw = Gateway::start(&c);
+    let mgmt = |path: &str, headers: &[(&str, &str)]| {
+        Client::connect(gw.mgmt_addr()).request("GET", path, headers, b"")
+    };
+    assert_eq!(mgmt("/health", &[]).status, 200, "public");
+    for path in ["/stats", "/metrics", "/", "/api/config"] {
+        let r = mgmt(path, &[]);
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|c| c.starts_with("ApiKey")),
+            "{r:?}"
+        );
+        assert_eq!(
+            mgmt(path, &[("X-API-Key", API_KEY)]).status,
+            403,
+            "{path}: not an admin"
+        );
+        assert_eq!(
+            mgmt(path, &[("X-API-Key", "admin-key-0123456789")]).status,
+            200,
+            "{path}"
+        );
+        let token = [("Authorization", "Bearer admin-token-0123456789")];
+        assert_eq!(mgmt(path, &token).status, 200, "{path}: the admin token");
+    }
+    // The data port's pages need credentials, any role.
+    assert_eq!(
+        get_with(&gw, "/stats", &[("X-API-Key", API_KEY)]).status,
+        200
     );
 }

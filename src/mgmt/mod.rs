@@ -8,6 +8,7 @@
 
 mod admin;
 mod api;
+mod gate;
 mod merge;
 pub mod prober;
 pub mod reload;
@@ -16,6 +17,7 @@ pub mod server;
 
 use crossbeam_channel::{Receiver, Sender};
 use mcp_gateway_config::GatewayConfig;
+use mcp_gateway_shard::auth::AuthKeys;
 use mcp_gateway_shard::messages::{Pages, ShardCommand};
 use mcp_gateway_shard::metrics::MetricsDelta;
 use mcp_gateway_shard::runtime;
@@ -58,6 +60,8 @@ pub struct State {
     pub key_misses: u64,
     /// The key refresh thread, started the first time a refresh is wanted.
     pub keys: Option<crate::jwks::Refresher>,
+    /// The keys of the running config, for the management port (see `gate`).
+    pub auth_keys: Arc<AuthKeys>,
 }
 
 /// Pages are re-rendered at the tick after a shard asked for them, and at least this often.
@@ -104,6 +108,7 @@ impl State {
             rendered_at: Instant::now(),
             key_misses: 0,
             keys: None,
+            auth_keys: Arc::new(AuthKeys::new(&config)),
             config,
             reload,
         };
@@ -147,6 +152,12 @@ impl State {
             .fold((0, 0), |(h, t), (_, e)| (h + usize::from(e.healthy), t + 1))
     }
 
+    /// Runs on `update`'s config from now on (the management port's keys too).
+    pub fn set_config(&mut self, update: &mcp_gateway_shard::snapshot::ConfigUpdate) {
+        self.config = update.config.clone();
+        self.auth_keys = update.auth.clone();
+    }
+
     /// Merges every delta the shards have sent up so far; `merged_at` says when it began.
     pub fn merge_reports(&mut self) {
         self.merged_at = Instant::now();
@@ -184,10 +195,10 @@ fn refresh_keys(s: &mut State, shards: &[Sender<ShardCommand>]) {
     if let Some(config) = latest {
         tracing::info!(generation, "new keys: sent to the shards");
         let config = Arc::new(config);
-        s.config = config.clone();
         let update = Arc::new(mcp_gateway_shard::snapshot::ConfigUpdate::new(
             generation, config,
         ));
+        s.set_config(&update);
         for tx in shards {
             let _ = tx.send(ShardCommand::Config(update.clone()));
         }

@@ -14,6 +14,7 @@
 
 use super::admin::{self, AdminRequest};
 use super::api;
+use super::gate;
 use super::{render, State};
 use mcp_gateway_config::GatewayConfig;
 use mcp_gateway_shard::catch_panic::CatchPanic;
@@ -142,7 +143,7 @@ async fn connection(
     loop {
         let deadline =
             *head_deadline.get_or_insert_with(|| monoio::time::Instant::now() + head_timeout);
-        let step = next_step(&buf, peer);
+        let step = next_step(&buf, peer, &state.borrow());
         let reply = match step {
             Step::ReadMore => {
                 let read = read_append(&mut stream, &mut buf, 4096);
@@ -203,9 +204,13 @@ async fn connection(
         let config = state.borrow().config.clone();
         let lines = &config.security.headers.lines;
         let dashboard_lines: Vec<&str>;
+        let challenged: [&str; 2];
         let (extra, security): (&[&str], &[String]) = if reply.dashboard {
             dashboard_lines = dashboard_headers(lines);
             (&dashboard_lines, &[])
+        } else if let Some(challenge) = &reply.challenge {
+            challenged = ["Cache-Control: no-store", challenge.as_str()];
+            (&challenged, lines)
         } else {
             (&["Cache-Control: no-store"], lines)
         };
@@ -297,6 +302,7 @@ impl HeadFacts {
             consumed: self.consumed,
             head_only: self.head_only,
             dashboard: false,
+            challenge: None,
         }
     }
 }
@@ -310,6 +316,8 @@ struct Reply {
     head_only: bool,
     /// The dashboard page (its own `Content-Security-Policy`).
     dashboard: bool,
+    /// `WWW-Authenticate` lines of a 401 (CRLF-joined).
+    challenge: Option<String>,
 }
 
 fn refusal(status: u16, message: &str) -> Step {
@@ -321,10 +329,11 @@ fn refusal(status: u16, message: &str) -> Step {
         consumed: 0,
         head_only: false,
         dashboard: false,
+        challenge: None,
     })
 }
 
-fn next_step(buf: &[u8], peer: Peer) -> Step {
+fn next_step(buf: &[u8], peer: Peer, state: &State) -> Step {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let head = match request::parse(buf, &mut headers) {
         Ok(Some(head)) => head,
@@ -333,6 +342,23 @@ fn next_step(buf: &[u8], peer: Peer) -> Step {
         Err(e) => return refusal(400, &e.to_string()),
     };
     let path = head.path();
+    let admin_principal = match gate::check(&head, state) {
+        Ok(admin) => admin,
+        Err(refused) => {
+            let mut reply = Reply {
+                status: refused.status,
+                content_type: "application/json",
+                body: encode::error_body(refused.status, &refused.message, b"").into(),
+                close: !head.keep_alive || !matches!(head.framing, BodyFraming::Empty),
+                consumed: head.head_len,
+                head_only: head.is_head(),
+                dashboard: false,
+                challenge: None,
+            };
+            reply.challenge = Some(refused.challenge).filter(|c| !c.is_empty());
+            return Step::Answer(reply);
+        }
+    };
     let admin = || AdminRequest {
         method: head.method.to_string(),
         target: head.target.to_string(),
@@ -344,6 +370,7 @@ fn next_step(buf: &[u8], peer: Peer) -> Step {
         peer_is_loopback: peer.is_loopback,
         listener_is_loopback: peer.listener_is_loopback,
         local_browser_context: local_browser_context(&head),
+        admin_principal,
     };
     let has_body = !matches!(head.framing, BodyFraming::Empty);
     let facts = |close_for_body: bool| HeadFacts {

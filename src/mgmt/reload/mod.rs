@@ -184,7 +184,7 @@ pub fn install(
     }
     let config = Arc::new(config);
     let update = Arc::new(ConfigUpdate::new(state.reload.generation, config.clone()));
-    state.config = config.clone();
+    state.set_config(&update);
     state.pages_wanted = true;
     let health = Arc::new(state.health.routing_map());
     // A reused slot's revision is unknown again, on the shards too.
