@@ -7,6 +7,14 @@ local session = os.getenv("MCP_SESSION")
 if session and session ~= "" then
     wrk.headers["Mcp-Session-Id"] = session
 end
+-- AUTH_HEADER ("Name: value"): a credential (bench/auth.sh).
+local auth = os.getenv("AUTH_HEADER")
+if auth and auth ~= "" then
+    local name, value = auth:match("^([^:]+):%s*(.*)$")
+    if name then
+        wrk.headers[name] = value
+    end
+end
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# bench/auth.sh: the cost of authentication per request (issue "authentication and
+# authorization": API-key and HS256 JWT requests may cost at most 10% more CPU than the same
+# requests without authentication, in the same run).
+#
+# Starts 4 mock MCP servers (`mcp-gateway fleet`) and, in turn, three gateways on one shard
+# in front of them that differ only in `security.authentication`: off; on with one API key
+# (sent in X-API-Key); on with jwtSecret (an HS256 token, verified once per shard and then
+# served from the shard's token cache). Each runs alone on PROXY_CPU under the same wrk load
+# (POST of an MCP tools/call to `/`, bench/post.lua), ROUNDS times interleaved; CPU per
+# request is the gateway's utime+stime from /proc over the run / requests. Prints a table
+# with the mean per variant and its ratio to the plain run.
+#
+# Usage: bench/auth.sh [--no-build]
+# Environment: DURATION (10), ROUNDS (3), CONNS (64), PROXY_CPU (0), LOAD_CPU (1).
+
+set -euo pipefail
+export LC_ALL=C
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+BUILD=1
+[[ ${1:-} == --no-build ]] && BUILD=0
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/mcp-gateway
+WORK=$(mktemp -d /tmp/mcp-auth.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+if [[ $BUILD == 1 ]]; then
+    (cd "$ROOT" && cargo build --release --quiet --bin mcp-gateway)
+fi
+
+BASE=22001
+GW=18490
+CLK_TCK=$(getconf CLK_TCK)
+API_KEY=bench-api-key-0123456789abcdef
+SECRET=bench-hmac-secret-0123456789abcdef-0123456789
+KEY_HASH="sha256:$(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)"
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+JWT_HEAD=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+JWT_BODY=$(printf '{"sub":"bench","roles":["reader"],"exp":%d}' $(($(date +%s) + 86400)) | b64url)
+JWT_SIG=$(printf %s "$JWT_HEAD.$JWT_BODY" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
+JWT="$JWT_HEAD.$JWT_BODY.$JWT_SIG"
+
+taskset -c "$LOAD_CPU" "$BIN" fleet --servers 4 --base-port $BASE >"$WORK/fleet.log" 2>&1 &
+PIDS+=($!)
+
+# config VARIANT: the gateway's config for one variant.
+config() {
+    local auth='"enabled": false'
+    case $1 in
+        apikey) auth="\"enabled\": true, \"methods\": [\"apikey\"], \"apiKeys\": [{\"name\": \"bench\", \"keyHash\": \"$KEY_HASH\"}]" ;;
+        jwt) auth="\"enabled\": true, \"methods\": [\"jwt\"], \"jwtSecret\": \"$SECRET\"" ;;
+    esac
+    local servers="" i
+    for i in 0 1 2 3; do
+        servers+="${servers:+,}{\"id\":\"s$i\",\"url\":\"http://127.0.0.1:$((BASE + i))/mcp\"}"
+    done
+    cat <<JSON
+{
+  "server": {"host": "127.0.0.1", "port": $GW, "workers": 1},
+  "upstream": {"servers": [$servers], "healthCheck": {"enabled": false}},
+  "security": {"authentication": {$auth}},
+  "monitoring": {"dashboard": {"enabled": false}},
+  "logging": {"level": "warn"}
+}
+JSON
+}
+
+header_of() {
+    case $1 in
+        apikey) echo "X-API-Key: $API_KEY" ;;
+        jwt) echo "Authorization: Bearer $JWT" ;;
+        *) echo "" ;;
+    esac
+}
+
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# run VARIANT: prints "requests cpu_us_per_request p99".
+run() {
+    local variant=$1 cfg=$WORK/$1.json
+    config "$variant" >"$cfg"
+    taskset -c "$PROXY_CPU" "$BIN" --config "$cfg" >"$WORK/$variant.out" 2>"$WORK/$variant.log" &
+    local gw=$!
+    PIDS+=($gw)
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GW/health" && break; sleep 0.1; done
+    local auth
+    auth=$(header_of "$variant")
+    # Warm-up (pools, the token cache), then the measured run.
+    AUTH_HEADER=$auth taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$GW/" >/dev/null 2>&1
+    local t0 t1
+    t0=$(cpu_ticks $gw)
+    AUTH_HEADER=$auth taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$ROOT/bench/post.lua" "http://127.0.0.1:$GW/" >"$WORK/wrk-$variant.txt" 2>&1
+    t1=$(cpu_ticks $gw)
+    kill $gw 2>/dev/null || true
+    wait $gw 2>/dev/null || true
+    local requests non2xx p99
+    requests=$(awk '/ requests in / { print $1 }' "$WORK/wrk-$variant.txt")
+    non2xx=$(awk '/Non-2xx/ { print $NF }' "$WORK/wrk-$variant.txt")
+    p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk-$variant.txt")
+    if [[ -n ${non2xx:-} ]]; then
+        echo "[bench] $variant: $non2xx non-2xx answers" >&2
+    fi
+    awk -v r="$requests" -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v p="$p99" \
+        'BEGIN { printf "%d %.2f %s\n", r, d * 1000000 / hz / r, p }'
+}
+
+declare -A SUM CNT REQ P99
+for round in $(seq "$ROUNDS"); do
+    for variant in none apikey jwt; do
+        read -r requests cpu p99 < <(run "$variant")
+        echo "[bench] round $round $variant: $requests requests, $cpu µs/req, p99 $p99" >&2
+        SUM[$variant]=$(awk -v a="${SUM[$variant]:-0}" -v b="$cpu" 'BEGIN { print a + b }')
+        CNT[$variant]=$((${CNT[$variant]:-0} + 1))
+        REQ[$variant]=$((${REQ[$variant]:-0} + requests))
+        P99[$variant]="${P99[$variant]:+${P99[$variant]} }$p99"
+    done
+done
+
+mean() { awk -v s="${SUM[$1]}" -v n="${CNT[$1]}" 'BEGIN { printf "%.2f", s / n }'; }
+base=$(mean none)
+echo
+echo "| variant (wrk -c$CONNS, 1 shard, ${ROUNDS}x${DURATION}s interleaved) | requests | CPU µs/req (mean) | vs no auth | p99 per round |"
+echo "|---|---:|---:|---:|---|"
+for variant in none apikey jwt; do
+    label=$variant
+    [[ $variant == none ]] && label="no authentication"
+    [[ $variant == apikey ]] && label="API key (X-API-Key)"
+    [[ $variant == jwt ]] && label="HS256 JWT (cached per shard)"
+    m=$(mean "$variant")
+    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.2fx", a / b }')
+    echo "| $label | ${REQ[$variant]} | $m | $ratio | ${P99[$variant]} |"
+done
