@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The official MCP Python SDK in a virtual environment under target/, for the tests that need
-# a peer this repository cannot get from Rust: the stateless 2026-07-28 revision and the legacy
-# HTTP+SSE (2024-11-05) transport. Idempotent; prints the interpreter's path.
+# a peer this repository cannot get from Rust: the stateless 2026-07-28 revision, the legacy
+# HTTP+SSE (2024-11-05) transport, and the client's OAuth support (tests/oauth_flow.rs; its
+# test authorization server signs with PyJWT and cryptography, which `mcp` requires).
+# Idempotent; prints the interpreter's path.
 # usage: mcp-python.sh [VERSION]   (default 2.3.0, in target/mcp-python; another release, e.g.
 # 1.27.0 for a server that predates 2026-07-28, goes to target/mcp-python-VERSION)
 set -euo pipefail
