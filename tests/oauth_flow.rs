@@ -7,6 +7,8 @@
 //! a Python SDK server through the gateway. A token minted for another resource is refused.
 
 mod common;
+
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 mod python_support;
 
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ impl Stack {
                 "scopesSupported": ["mcp:tools"]
             }
         }});
+        // With authentication on, the management port's pages need the admin token.
+        c["sessions"] = json!({"adminToken": ADMIN_TOKEN});
         let gw = Gateway::start(&c);
         assert_eq!(gw.data_addr().port(), port, "{}", gw.banner);
         Stack {
@@ -118,7 +122,15 @@ impl Stack {
 
     fn auth_metric(&self, result: &str) -> f64 {
         let series = format!("mcp_gateway_auth_total{{method=\"oauth2\",result=\"{result}\"}}");
-        self.gw.metric(&series).unwrap_or(0.0)
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let r = Client::connect(self.gw.mgmt_addr()).request(
+            "GET",
+            "/metrics",
+            &[("Authorization", &bearer)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "GET /metrics on the management port: {r:?}");
+        metric_value(&r.text(), &series).unwrap_or(0.0)
     }
 }
 
