@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::user::{UpstreamServer, UserConfig};
 
+mod auth;
 mod errors;
 
 /// The "Basic Configuration" example of the original Node gateway's README, verbatim.
