@@ -688,3 +688,92 @@ fn the_management_port_needs_the_admin_role_or_the_admin_token() {
         200
     );
 }
+
+#[test]
+fn opaque_tokens_are_introspected_once_and_cached() {
+    let resource = "http://127.0.0.1:8080";
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Request>::new()));
+    let idp = {
+        let calls = calls.clone();
+        Upstream::start(move |req, s| {
+            if let Ok(mut c) = calls.lock() {
+                c.push(req.clone());
+            }
+            let body = req.body_text();
+            let answer = if body.starts_with("token=good-opaque-token&") {
+                json!({"active": true, "sub": "svc", "aud": resource, "exp": now() + 600,
+                       "scope": "mcp:tools", "roles": ["reader"]})
+            } else if body.starts_with("token=other-audience&") {
+                json!({"active": true, "sub": "svc", "aud": "https://other.example", "exp": now() + 600})
+            } else {
+                json!({"active": false})
+            };
+            respond(
+                s,
+                req,
+                200,
+                &[("Content-Type", "application/json")],
+                answer.to_string().as_bytes(),
+            );
+            Flow::Close
+        })
+    };
+    let up = upstream();
+    let dir = TempDir::new("introspect");
+    let oauth = |url: String| {
+        json!({
+            "enabled": true,
+            "methods": ["oauth2"],
+            "oauth2": {
+                "issuers": [{"issuer": "http://127.0.0.1:9", "introspectionUrl": url,
+                             "clientId": "gateway", "clientSecret": "s3cret&more"}],
+                "resource": resource
+            }
+        })
+    };
+    let gw = Gateway::start(&auth_config(&up, dir.path(), oauth(idp.url("/introspect"))));
+    let status = |t: &str| get_with(&gw, "/x", &[("Authorization", &bearer(t))]);
+    let n = || calls.lock().map(|c| c.len()).unwrap_or(0);
+
+    assert_eq!(status("good-opaque-token").status, 200);
+    assert_eq!(n(), 1);
+    let seen = calls.lock().map(|c| c[0].clone()).expect("a call");
+    assert_eq!(seen.method, "POST");
+    assert_eq!(
+        seen.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    // base64("gateway:s3cret%26more")
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Basic Z2F0ZXdheTpzM2NyZXQlMjZtb3Jl")
+    );
+    assert_eq!(
+        seen.body_text(),
+        "token=good-opaque-token&token_type_hint=access_token"
+    );
+    // The identity reached the upstream's request as the principal; cached now.
+    for _ in 0..3 {
+        assert_eq!(status("good-opaque-token").status, 200);
+    }
+    assert!(
+        n() <= 2,
+        "a shard asks once, then serves the token from its cache: {}",
+        n()
+    );
+
+    assert_json_error(&status("revoked-token"), 401);
+    assert_json_error(&status("other-audience"), 401);
+
+    // An issuer that cannot be reached: 503, retry later, not the client's fault.
+    let dir2 = TempDir::new("introspect-down");
+    let down = format!("http://127.0.0.1:{}/introspect", closed_port());
+    let gw2 = Gateway::start(&auth_config(&up, dir2.path(), oauth(down)));
+    let r = get_with(
+        &gw2,
+        "/x",
+        &[("Authorization", &bearer("good-opaque-token"))],
+    );
+    assert_json_error(&r, 503);
+    assert_eq!(r.header("retry-after"), Some("1"), "{r:?}");
+}

@@ -164,6 +164,8 @@ pub struct OAuth2Settings {
     pub resource: String,
     pub scopes_supported: Vec<String>,
     pub required_scopes: Vec<String>,
+    /// Introspections each shard may wait on at once.
+    pub max_pending_introspections: usize,
     pub leeway: Duration,
     pub claims: ClaimNames,
 }
@@ -176,8 +178,24 @@ pub struct OAuthIssuer {
     /// Keys known at load time: `jwksFile`'s, and `jwksUrl`'s once the loader fetched them.
     pub jwks: Option<JwkSet>,
     pub introspection_url: Option<String>,
+    /// Where introspection requests go (resolved at load time).
+    pub introspection: Option<Outbound>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+}
+
+/// An endpoint the gateway itself calls from a shard (introspection), resolved at load time
+/// so that no shard resolves a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub tls: bool,
+    /// Host as written (the TLS server name and the `Host` header).
+    pub host: String,
+    /// `host[:port]`, the `Host` header.
+    pub authority: String,
+    pub addr: std::net::SocketAddr,
+    /// Path and query.
+    pub path: String,
 }
 
 impl std::fmt::Debug for OAuthIssuer {

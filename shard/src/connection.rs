@@ -8,7 +8,7 @@
 
 use crate::catch_panic::CatchPanic;
 use crate::client::Conn;
-use crate::context::RequestCtx;
+use crate::context::{Action, RequestCtx};
 use crate::error::GatewayError;
 use crate::http::request::{self, RequestError, MAX_HEADERS};
 use crate::pipeline;
@@ -52,7 +52,13 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr)
             Next::Request(prepared) => {
                 first = false;
                 let in_flight = Counted::new(&shard.in_flight);
-                let keep_open = pipeline::run(&shard, &mut conn, *prepared).await;
+                // Only a request that must wait on an issuer takes the detour.
+                let prepared = if matches!(prepared.action, Action::Introspect(_)) {
+                    pipeline::settle(&shard, &mut conn, *prepared).await
+                } else {
+                    *prepared
+                };
+                let keep_open = pipeline::run(&shard, &mut conn, prepared).await;
                 drop(in_flight);
                 if !keep_open || shard.draining.get() {
                     break;

@@ -28,6 +28,9 @@ pub enum Action {
     Preflight(Vec<u8>),
     /// RFC 9728 protected-resource metadata (the config generation's document).
     ResourceMetadata,
+    /// An opaque bearer token to ask this OAuth issuer about (`pipeline::settle`) before
+    /// the phases run again.
+    Introspect(usize),
     /// A legacy-SSE request this process's bridge serves (its head is in `out`); the slot
     /// of the server a stream it opens goes to, which counts it as in flight there.
     Bridge(Option<usize>),
@@ -91,6 +94,14 @@ impl RequestCtx {
         head_at: usize,
     ) -> RequestCtx {
         shard.metrics.borrow_mut().request_started();
+        RequestCtx::fresh(head, shard, head_at)
+    }
+
+    fn fresh(
+        head: &crate::http::request::RequestHead<'_, '_>,
+        shard: &crate::state::Shard,
+        head_at: usize,
+    ) -> RequestCtx {
         RequestCtx {
             action: Action::Local(LocalPage::Health),
             head_len: head.head_len,
@@ -126,6 +137,19 @@ impl RequestCtx {
 }
 
 impl RequestCtx {
+    /// A context for the same request, the phases run again (after an awaiting step):
+    /// not counted a second time, on the generation it started on.
+    pub fn again(
+        head: &crate::http::request::RequestHead<'_, '_>,
+        shard: &crate::state::Shard,
+        head_at: usize,
+        snap: Rc<Snapshot>,
+    ) -> RequestCtx {
+        let mut ctx = RequestCtx::fresh(head, shard, head_at);
+        ctx.snap = snap;
+        ctx
+    }
+
     pub fn error_style(&self) -> ErrorStyle<'_> {
         ErrorStyle {
             request_id: &self.request_id,

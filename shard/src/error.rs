@@ -83,6 +83,10 @@ pub enum GatewayError {
     /// The principal's roles do not allow this server or call (`security.rbac`).
     #[error("forbidden by role: {0}")]
     RoleDenied(String),
+    /// The token's issuer could not be asked about it (introspection down, slow, or too
+    /// many pending): 503, not the client's fault.
+    #[error("the authorization server could not be reached")]
+    AuthUnavailable,
 }
 
 impl GatewayError {
@@ -108,7 +112,8 @@ impl GatewayError {
             GatewayError::UnknownServer(_) => 404,
             GatewayError::NoHealthyUpstream
             | GatewayError::UpstreamBusy(_)
-            | GatewayError::TooManyConnections => 503,
+            | GatewayError::TooManyConnections
+            | GatewayError::AuthUnavailable => 503,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol(_) => 502,
             GatewayError::UpstreamTimeout(_) => 504,
             GatewayError::Filtered { status, .. } => *status,
@@ -142,7 +147,8 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
             GatewayError::NoHealthyUpstream
             | GatewayError::UpstreamBusy(_)
-            | GatewayError::TooManyConnections => Side::Gateway,
+            | GatewayError::TooManyConnections
+            | GatewayError::AuthUnavailable => Side::Gateway,
         }
     }
 
@@ -167,7 +173,8 @@ impl GatewayError {
         match self {
             GatewayError::NoHealthyUpstream
             | GatewayError::UpstreamBusy(_)
-            | GatewayError::TooManyConnections => Some("Retry-After: 1"),
+            | GatewayError::TooManyConnections
+            | GatewayError::AuthUnavailable => Some("Retry-After: 1"),
             _ => None,
         }
     }
@@ -201,6 +208,7 @@ impl GatewayError {
             GatewayError::InsufficientScope { .. } | GatewayError::RoleDenied(_) => {
                 ErrorKind::AccessDenied
             }
+            GatewayError::AuthUnavailable => ErrorKind::AuthUnavailable,
         }
     }
 
@@ -282,10 +290,12 @@ pub enum ErrorKind {
     Unauthorized,
     /// Authenticated, but its roles or scopes do not allow the request (403).
     AccessDenied,
+    /// A token's issuer could not be asked about it (503).
+    AuthUnavailable,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 24] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::BadRequest,
         ErrorKind::HeadersTooLarge,
         ErrorKind::BodyTooLarge,
@@ -310,6 +320,7 @@ impl ErrorKind {
         ErrorKind::Filtered,
         ErrorKind::Unauthorized,
         ErrorKind::AccessDenied,
+        ErrorKind::AuthUnavailable,
     ];
 
     pub fn label(self) -> &'static str {
@@ -338,6 +349,7 @@ impl ErrorKind {
             ErrorKind::Filtered => "filtered",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::AuthUnavailable => "auth_unavailable",
         }
     }
 

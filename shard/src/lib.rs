@@ -24,6 +24,7 @@ pub mod legacy_sse;
 pub mod mcp;
 pub mod messages;
 pub mod metrics;
+pub mod outbound;
 pub mod phase;
 pub mod pipeline;
 pub mod pool;

@@ -12,6 +12,7 @@
 //! decides, or manage sockets of the pool (`upstream`, `pool`).
 
 use crate::answer::{respond_error, respond_page, respond_preflight};
+use crate::auth::{introspect, AuthFailure};
 use crate::client::{BufferError, Conn};
 use crate::context::{Action, ErrorStyle, RequestCtx};
 use crate::error::GatewayError;
@@ -28,6 +29,7 @@ use crate::relay::BodyLeft;
 use crate::request_id::RequestId;
 use crate::router::LocalPage;
 use crate::state::Shard;
+use mcp_gateway_config::AuthMethod;
 use mcp_gateway_config::{Transport, Upstream};
 use monoio::time::Instant;
 use std::rc::Rc;
@@ -38,7 +40,16 @@ const REPLAYABLE_BODY: u64 = 64 * 1024;
 /// The phases that read the parsed head (see `phase` for the order and the contract), up to
 /// the request's [`Action`].
 pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> RequestCtx {
-    let mut ctx = RequestCtx::start(head, shard, conn.rpos);
+    prepare_as(RequestCtx::start(head, shard, conn.rpos), head, shard, conn)
+}
+
+/// The phases, on a context that may already name its principal (after an introspection).
+fn prepare_as(
+    mut ctx: RequestCtx,
+    head: &RequestHead<'_, '_>,
+    shard: &Shard,
+    conn: &Conn,
+) -> RequestCtx {
     let (mut req, step) = phase::route::run(head, &mut ctx);
     macro_rules! then {
         ($step:expr) => {
@@ -73,6 +84,92 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Reques
     ctx
 }
 
+/// Settles what `prepare` left to an awaiting step: an opaque token is asked about at its
+/// issuer (RFC 7662), then the phases run again with the principal it vouched for (the
+/// request counted once); a refusal or an issuer that cannot answer becomes the action.
+/// Anything else is returned as it is.
+pub async fn settle(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> RequestCtx {
+    let Action::Introspect(issuer) = p.action else {
+        return p;
+    };
+    let token = with_head(conn, p.head_at, |head| {
+        crate::auth::bearer_of(head).map(str::to_string)
+    })
+    .flatten();
+    let snap = p.snap.clone();
+    let limit = snap
+        .config
+        .security
+        .auth
+        .oauth2
+        .as_ref()
+        .map_or(0, |o| o.max_pending_introspections);
+    let Some(token) = token else {
+        p.action = Action::Reject(phase::authenticate::refusal(&snap, AuthFailure::Malformed));
+        return p;
+    };
+    if shard.introspections.get() >= limit {
+        tracing::warn!(
+            shard = shard.id,
+            limit,
+            "too many token introspections pending"
+        );
+        p.action = Action::Reject(GatewayError::AuthUnavailable);
+        return p;
+    }
+    let asked = {
+        let _pending = crate::state::Counted::new(&shard.introspections);
+        let now = crate::auth::now_ms();
+        introspect::introspect(&snap.config, &snap.auth.keys, issuer, &token, now).await
+    };
+    let oauth2 = Some(AuthMethod::OAuth2);
+    match asked {
+        Ok(principal) => {
+            let principal = Rc::new(principal);
+            crate::auth::remember(&snap.auth, &token, principal.clone());
+            let again = with_head(conn, p.head_at, |head| {
+                let mut ctx = RequestCtx::again(head, shard, p.head_at, snap.clone());
+                phase::authenticate::accepted(shard, &mut ctx, principal);
+                prepare_as(ctx, head, shard, conn)
+            });
+            match again {
+                Some(ctx) => {
+                    shard.give_buffer(std::mem::take(&mut p.out));
+                    ctx
+                }
+                None => {
+                    p.action = Action::Reject(GatewayError::BadRequest("request head changed"));
+                    p
+                }
+            }
+        }
+        Err(introspect::Failed::Refused(failure)) => {
+            phase::authenticate::count(shard, oauth2, Err(failure));
+            p.action = Action::Reject(phase::authenticate::refusal(&snap, failure));
+            p
+        }
+        Err(introspect::Failed::Unavailable(why)) => {
+            tracing::warn!(shard = shard.id, error = %why, "token introspection failed");
+            p.action = Action::Reject(GatewayError::AuthUnavailable);
+            p
+        }
+    }
+}
+
+/// Parses the request head at `head_at` again and hands it to `f` (`None` if it no longer
+/// parses, which cannot happen: it is the head `prepare` saw, still in the buffer).
+fn with_head<T>(
+    conn: &Conn,
+    head_at: usize,
+    f: impl FnOnce(&RequestHead<'_, '_>) -> T,
+) -> Option<T> {
+    let mut headers = [httparse::EMPTY_HEADER; crate::http::request::MAX_HEADERS];
+    match crate::http::request::parse(conn.rbuf.get(head_at..)?, &mut headers) {
+        Ok(Some(head)) => Some(f(&head)),
+        _ => None,
+    }
+}
+
 /// Phases 2 and 3. Returns whether the connection stays open.
 pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool {
     conn.rpos += p.head_len;
@@ -93,6 +190,11 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool 
         Action::Preflight(origin) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
             respond_preflight(shard, conn, &p, &origin, &mut out, body_skipped).await
+        }
+        // Settled before `run` (see `settle`); not reached.
+        Action::Introspect(_) => {
+            let err = GatewayError::AuthUnavailable;
+            respond_error(shard, conn, &err, &p.error_style(), false, &mut out).await
         }
         Action::ResourceMetadata => {
             let body_skipped = skip_buffered_body(conn, p.framing);

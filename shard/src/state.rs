@@ -52,6 +52,9 @@ pub struct Shard {
     pub open_connections: Cell<usize>,
     /// Requests between their head and their answer's end.
     pub in_flight: Cell<usize>,
+    /// Token introspections this shard is waiting on (bounded by
+    /// `oauth2.maxPendingIntrospections`).
+    pub introspections: Cell<usize>,
     /// Shutting down: no new connections, no new requests on open ones.
     pub draining: Cell<bool>,
     /// This shard's share of `server.limits.maxConnections`.
@@ -129,6 +132,7 @@ impl Shard {
             date: RefCell::new(http_date(SystemTime::now())),
             open_connections: Cell::new(0),
             in_flight: Cell::new(0),
+            introspections: Cell::new(0),
             draining: Cell::new(false),
             max_connections: Cell::new(config.server.limits.max_connections.div_ceil(shards)),
             request_seq: Cell::new(0),

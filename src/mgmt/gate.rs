@@ -9,7 +9,7 @@
 //! cache), rebuilt with each config. Must not: answer, or decide what the admin API does.
 
 use mcp_gateway_config::{GatewayConfig, ADMIN_ROLE};
-use mcp_gateway_shard::auth::{self, AuthFailure};
+use mcp_gateway_shard::auth::{self, AuthFailure, Verdict};
 use mcp_gateway_shard::http::request::RequestHead;
 
 use std::cell::RefCell;
@@ -55,7 +55,15 @@ pub fn check(head: &RequestHead<'_, '_>, state: &State) -> Result<bool, Refused>
         }
         held.as_ref().map(|a| auth::authenticate(head, config, a).1)
     });
-    match verdict.unwrap_or(Err(AuthFailure::Missing)) {
+    // Opaque tokens are not introspected here (the management thread does not wait on
+    // issuers): API keys, JWTs and the admin token are what the port takes.
+    let result = match verdict {
+        Some(Verdict::Known(principal)) => Ok(principal),
+        Some(Verdict::Refused(failure)) => Err(failure),
+        Some(Verdict::Introspect(_)) => Err(AuthFailure::Malformed),
+        None => Err(AuthFailure::Missing),
+    };
+    match result {
         Ok(principal) if principal.has_role(ADMIN_ROLE) => Ok(true),
         Ok(principal) => {
             tracing::info!(

@@ -100,7 +100,7 @@ impl Default for JwtSection {
 }
 
 /// `security.authentication.oauth2`: the gateway as an OAuth 2.1 resource server.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct OAuth2Section {
     pub issuers: Vec<OAuthIssuerEntry>,
@@ -109,6 +109,20 @@ pub struct OAuth2Section {
     pub scopes_supported: Vec<String>,
     /// Scopes every token must carry (403 `insufficient_scope` otherwise).
     pub required_scopes: Vec<String>,
+    /// Introspections each shard may wait on at once; more get 503.
+    pub max_pending_introspections: i64,
+}
+
+impl Default for OAuth2Section {
+    fn default() -> Self {
+        OAuth2Section {
+            issuers: Vec::new(),
+            resource: None,
+            scopes_supported: Vec::new(),
+            required_scopes: Vec::new(),
+            max_pending_introspections: 64,
+        }
+    }
 }
 
 /// One authorization server whose tokens the gateway accepts.

@@ -16,7 +16,7 @@ use crate::error::ConfigError;
 use crate::runtime::{Pattern, PolicyRule};
 use crate::runtime_security::{
     ApiKey, AuthMethod, Authentication, ClaimNames, Grant, JwtSettings, KeyFamily, OAuth2Settings,
-    OAuthIssuer, PemKey, Rbac, Role, SecurityHeaders, ServerMatch,
+    OAuthIssuer, Outbound, PemKey, Rbac, Role, SecurityHeaders, ServerMatch,
 };
 use crate::user::{
     AuthenticationSection, HeadersSection, JwtSection, OAuth2Section, RbacSection, UserConfig,
@@ -465,16 +465,29 @@ fn check_oauth2(
                 "introspection needs `clientId` and `clientSecret` (RFC 7662 callers authenticate)",
             ));
         }
+        let introspection = entry.introspection_url.as_deref().and_then(|url| {
+            outbound(url)
+                .map_err(|e| errors.push(ConfigError::new(format!("{at}.introspectionUrl"), e)))
+                .ok()
+        });
         issuers.push(OAuthIssuer {
             issuer: entry.issuer.clone(),
             jwks_url: entry.jwks_url.clone(),
             jwks_file: entry.jwks_file.clone(),
             jwks,
             introspection_url: entry.introspection_url.clone(),
+            introspection,
             client_id: entry.client_id.clone(),
             client_secret: entry.client_secret.clone(),
         });
     }
+    in_range(
+        errors,
+        &format!("{path}.maxPendingIntrospections"),
+        section.max_pending_introspections,
+        1,
+        100_000,
+    );
     if issuers.is_empty() {
         return None;
     }
@@ -496,8 +509,46 @@ fn check_oauth2(
         resource,
         scopes_supported: section.scopes_supported.clone(),
         required_scopes: section.required_scopes.clone(),
+        max_pending_introspections: usize::try_from(section.max_pending_introspections)
+            .unwrap_or(0),
         leeway: millis(jwt.leeway),
         claims: claim_names(jwt),
+    })
+}
+
+/// An `http(s)://host[:port]/path` URL the shards call, its host resolved now.
+fn outbound(url: &str) -> Result<Outbound, String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("`{url}` has a bad port"))?;
+            (host, port)
+        }
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || path.contains(char::is_whitespace) {
+        return Err(format!("`{url}` is not a usable URL"));
+    }
+    let addr = crate::url::Resolver::default().resolve(host, port)?;
+    Ok(Outbound {
+        tls,
+        host: host.to_string(),
+        authority: authority.to_string(),
+        addr,
+        path: path.to_string(),
     })
 }
 

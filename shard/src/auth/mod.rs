@@ -15,6 +15,7 @@
 
 pub mod apikey;
 pub mod cache;
+pub mod introspect;
 pub mod jwt;
 pub mod oauth;
 pub mod principal;
@@ -55,10 +56,12 @@ pub enum AuthFailure {
     Algorithm,
     /// The token lacks a scope the gateway requires (403, not 401).
     InsufficientScope,
+    /// Its issuer says the token is not active (revoked, expired, unknown).
+    Inactive,
 }
 
 impl AuthFailure {
-    pub const ALL: [AuthFailure; 11] = [
+    pub const ALL: [AuthFailure; 12] = [
         AuthFailure::Missing,
         AuthFailure::Malformed,
         AuthFailure::UnknownApiKey,
@@ -70,6 +73,7 @@ impl AuthFailure {
         AuthFailure::UnknownKey,
         AuthFailure::Algorithm,
         AuthFailure::InsufficientScope,
+        AuthFailure::Inactive,
     ];
 
     /// The `result` label of `mcp_gateway_auth_total`.
@@ -86,6 +90,7 @@ impl AuthFailure {
             AuthFailure::UnknownKey => "unknown_kid",
             AuthFailure::Algorithm => "algorithm",
             AuthFailure::InsufficientScope => "insufficient_scope",
+            AuthFailure::Inactive => "inactive",
         }
     }
 
@@ -103,6 +108,7 @@ impl AuthFailure {
             AuthFailure::UnknownKey => "token signed with an unknown key",
             AuthFailure::Algorithm => "token algorithm not accepted",
             AuthFailure::InsufficientScope => "token lacks a required scope",
+            AuthFailure::Inactive => "token is not active",
         }
     }
 }
@@ -158,6 +164,8 @@ pub struct AuthKeys {
     pub challenges: Vec<String>,
     /// RFC 9728 metadata (JSON), when OAuth is configured.
     pub resource_metadata: Option<Vec<u8>>,
+    /// TLS settings of introspection calls, when an issuer has an endpoint.
+    pub outbound_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for AuthKeys {
@@ -187,6 +195,11 @@ impl AuthKeys {
             oauth,
             challenges: challenges(auth),
             resource_metadata: auth.oauth2.as_ref().map(oauth::resource_metadata),
+            outbound_tls: oauth::introspecting_issuer(config).and_then(|_| {
+                crate::outbound::tls_config()
+                    .map_err(|e| tracing::error!(error = %e, "no TLS client for introspection"))
+                    .ok()
+            }),
         }
     }
 }
@@ -246,18 +259,38 @@ impl ShardAuth {
 
 /// Who sent `head`; `Ok(None)` never happens with authentication on (a request without
 /// credentials is `Missing`). The method is returned with the result for the metrics.
+/// What a credential says about its request.
+pub enum Verdict {
+    Known(Rc<Principal>),
+    Refused(AuthFailure),
+    /// An opaque token the issuer at this index must be asked about (RFC 7662); the
+    /// request waits for it (`pipeline::settle`).
+    Introspect(usize),
+}
+
+impl Verdict {
+    fn of(result: Result<Rc<Principal>, AuthFailure>) -> Verdict {
+        match result {
+            Ok(principal) => Verdict::Known(principal),
+            Err(failure) => Verdict::Refused(failure),
+        }
+    }
+}
+
+/// Who sent `head`, by the first configured method whose credential it carries, and that
+/// method (`None`: no credential at all).
 pub fn authenticate(
     head: &RequestHead<'_, '_>,
     config: &GatewayConfig,
     state: &ShardAuth,
-) -> (Option<AuthMethod>, Result<Rc<Principal>, AuthFailure>) {
+) -> (Option<AuthMethod>, Verdict) {
     let auth = &config.security.auth;
     let bearer = bearer_token(head);
     for &method in &auth.methods {
         match method {
             AuthMethod::ApiKey => {
                 if let Some(key) = header(head, &auth.api_key_header) {
-                    return (Some(method), state.api_keys.find(key));
+                    return (Some(method), Verdict::of(state.api_keys.find(key)));
                 }
             }
             AuthMethod::Jwt | AuthMethod::OAuth2 => {
@@ -268,7 +301,18 @@ pub fn authenticate(
             AuthMethod::Mtls => {}
         }
     }
-    (None, Err(AuthFailure::Missing))
+    (None, Verdict::Refused(AuthFailure::Missing))
+}
+
+/// Remembers a principal an introspection vouched for, until its token expires.
+pub fn remember(state: &ShardAuth, token: &str, principal: Rc<Principal>) {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    state.cache.borrow_mut().insert(digest, principal);
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_of<'b>(head: &RequestHead<'_, 'b>) -> Option<&'b str> {
+    bearer_token(head)
 }
 
 /// A bearer token's principal: from the shard's cache, or verified (by `oauth2` when its
@@ -277,7 +321,7 @@ fn bearer_principal(
     token: &str,
     config: &GatewayConfig,
     state: &ShardAuth,
-) -> (Option<AuthMethod>, Result<Rc<Principal>, AuthFailure>) {
+) -> (Option<AuthMethod>, Verdict) {
     let auth = &config.security.auth;
     let now = now_ms();
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -292,16 +336,24 @@ fn bearer_principal(
     let cached = state.cache.borrow().peek_method(&digest);
     if let Some(method) = cached {
         if let Some(principal) = state.cache.borrow_mut().get(&digest, now, leeway(method)) {
-            return (Some(method), Ok(principal));
+            return (Some(method), Verdict::Known(principal));
         }
     }
+    let opaque = || peek_claims(token).is_none() && oauth::introspecting_issuer(config).is_some();
     let oauth = auth.accepts(AuthMethod::OAuth2)
-        && (!auth.accepts(AuthMethod::Jwt) || oauth::issuer_of(token, config).is_some());
+        && (!auth.accepts(AuthMethod::Jwt)
+            || oauth::issuer_of(token, config).is_some()
+            || opaque());
     let method = if oauth {
         AuthMethod::OAuth2
     } else {
         AuthMethod::Jwt
     };
+    if oauth && peek_claims(token).is_none() {
+        if let Some(issuer) = oauth::introspecting_issuer(config) {
+            return (Some(method), Verdict::Introspect(issuer));
+        }
+    }
     let verified = match method {
         AuthMethod::OAuth2 => oauth::verify(token, config, &state.keys, now),
         _ => match auth.jwt.as_ref() {
@@ -334,7 +386,7 @@ fn bearer_principal(
         state.cache.borrow_mut().insert(digest, principal.clone());
         principal
     });
-    (Some(method), result)
+    (Some(method), Verdict::of(result))
 }
 
 /// The first value of header `name`, trimmed.

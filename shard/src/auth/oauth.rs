@@ -28,6 +28,12 @@ pub fn issuer_ring(issuer: &OAuthIssuer) -> KeyRing {
     ring
 }
 
+/// The issuer asked about opaque tokens: the first with an introspection endpoint.
+pub fn introspecting_issuer(config: &GatewayConfig) -> Option<usize> {
+    let oauth = config.security.auth.oauth2.as_ref()?;
+    oauth.issuers.iter().position(|i| i.introspection.is_some())
+}
+
 /// Which configured issuer a JWT names in its (unverified) `iss`.
 pub fn issuer_of(token: &str, config: &GatewayConfig) -> Option<usize> {
     let oauth = config.security.auth.oauth2.as_ref()?;

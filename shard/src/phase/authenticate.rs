@@ -8,15 +8,22 @@
 //! credentials like any other path unless they are public (`/health` is by default): the
 //! route phase leaves them to this one, which answers them once authenticated.
 //!
+//! An opaque token is not decided here: the request's action becomes
+//! [`Action::Introspect`], `pipeline::settle` asks the issuer (awaiting), then runs the
+//! phases again with the principal it vouched for.
+//!
 //! Owns: the place of authentication in the order, its metric and log line. Must not:
 //! decide what a principal may do (`authorize`, and RBAC in `choose`).
 
 use super::{Request, Step};
-use crate::auth::{self, oauth, AuthFailure};
+use crate::auth::{self, oauth, AuthFailure, Principal, Verdict};
 use crate::context::{Action, RequestCtx};
 use crate::error::GatewayError;
 use crate::router::Route;
+use crate::snapshot::Snapshot;
 use crate::state::Shard;
+use mcp_gateway_config::AuthMethod;
+use std::rc::Rc;
 
 pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, ctx: &mut RequestCtx) -> Step {
     let snap = ctx.snap.clone();
@@ -24,41 +31,60 @@ pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, ctx: &mut RequestCtx) -> St
     if !needs_credentials(settings, req.head.path()) {
         return Step::Continue;
     }
-    let (method, result) = auth::authenticate(req.head, &snap.config, &snap.auth);
-    let outcome = result.as_ref().map(|_| ()).map_err(|f| *f);
+    if ctx.principal.is_none() {
+        let (method, verdict) = auth::authenticate(req.head, &snap.config, &snap.auth);
+        match verdict {
+            Verdict::Known(principal) => accepted(shard, ctx, principal),
+            Verdict::Refused(failure) => {
+                count(shard, method, Err(failure));
+                return Step::Answer(Action::Reject(refusal(&snap, failure)));
+            }
+            Verdict::Introspect(issuer) => return Step::Answer(Action::Introspect(issuer)),
+        }
+    }
+    match req.route {
+        Route::Local(page) => Step::Answer(Action::Local(page)),
+        _ => Step::Continue,
+    }
+}
+
+/// Records an authenticated principal (counted, logged at debug).
+pub fn accepted(shard: &Shard, ctx: &mut RequestCtx, principal: Rc<Principal>) {
+    count(shard, Some(principal.method), Ok(()));
+    tracing::debug!(
+        shard = shard.id,
+        subject = &*principal.subject,
+        method = principal.method.name(),
+        roles = %principal.roles_text(),
+        "authenticated"
+    );
+    ctx.principal = Some(principal);
+}
+
+/// Counts one outcome in `mcp_gateway_auth_total`.
+pub fn count(shard: &Shard, method: Option<AuthMethod>, outcome: Result<(), AuthFailure>) {
     shard
         .metrics
         .borrow_mut()
         .auth(auth::method_row(method), auth::result_column(outcome));
-    match result {
-        Ok(principal) => {
-            tracing::debug!(
-                shard = shard.id,
-                subject = &*principal.subject,
-                method = principal.method.name(),
-                roles = %principal.roles_text(),
-                "authenticated"
-            );
-            ctx.principal = Some(principal);
-            match req.route {
-                Route::Local(page) => Step::Answer(Action::Local(page)),
-                _ => Step::Continue,
-            }
-        }
-        Err(AuthFailure::InsufficientScope) => {
-            let challenge = settings
-                .oauth2
-                .as_ref()
-                .map(oauth::insufficient_scope)
-                .unwrap_or_default();
-            Step::Answer(Action::Reject(GatewayError::InsufficientScope {
-                challenge,
-            }))
-        }
-        Err(failure) => Step::Answer(Action::Reject(GatewayError::Unauthorized {
-            failure,
-            challenge: snap.auth.keys.challenges.join("\r\n"),
-        })),
+}
+
+/// The error a failure is answered with: 401 with the challenges, or 403 for a scope.
+pub fn refusal(snap: &Snapshot, failure: AuthFailure) -> GatewayError {
+    if failure == AuthFailure::InsufficientScope {
+        let challenge = snap
+            .config
+            .security
+            .auth
+            .oauth2
+            .as_ref()
+            .map(oauth::insufficient_scope)
+            .unwrap_or_default();
+        return GatewayError::InsufficientScope { challenge };
+    }
+    GatewayError::Unauthorized {
+        failure,
+        challenge: snap.auth.keys.challenges.join("\r\n"),
     }
 }
 
