@@ -7,6 +7,7 @@
 
 use crate::error::GatewayError;
 use crate::mcp::legacy::LegacyStream;
+use crate::mcp::lists::ListFilter;
 use crate::mcp::route::McpReply;
 use crate::state::Shard;
 use mcp_gateway_config::Upstream;
@@ -44,6 +45,9 @@ pub struct Exchange<'a> {
     pub legacy: Option<&'a LegacyStream>,
     /// `loadBalancer.sticky`: a `Set-Cookie` value to add to the response.
     pub set_cookie: Option<&'a str>,
+    /// The caller's roles or the server's policy narrow what it may call: the lists in a
+    /// successful answer are filtered (none on the plain path).
+    pub list: Option<ListFilter<'a>>,
     /// Connect here instead (the SSE bridge, for `/mcp/{id}` on a legacy-only server); such
     /// connections are not pooled, so they never mix with the server's own.
     pub via: Option<std::net::SocketAddr>,

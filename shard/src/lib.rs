@@ -21,6 +21,7 @@ pub mod filter;
 pub mod hangup;
 pub mod http;
 pub mod legacy_sse;
+pub mod list_response;
 pub mod mcp;
 pub mod messages;
 pub mod metrics;

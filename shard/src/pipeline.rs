@@ -4,7 +4,8 @@
 //!    order, up to the request's action (an answer, or an upstream and its request head).
 //! 2. `run`: the phases that await (the session store), then answer own pages and
 //!    refusals, or `proxy`: send the head and body upstream (retrying once on a stale pooled
-//!    connection), relay the response head and body back.
+//!    connection), relay the response head and body back (list answers filtered when the
+//!    caller's roles or the server's policy narrow what it may call).
 //! 3. Record metrics (the log phase) and decide whether the client connection stays open.
 //!
 //! Owns: calling the phases in order, and the keep-alive decision. Must not: parse bytes
@@ -12,6 +13,7 @@
 //! `pool`).
 
 use crate::answer::{respond_error, respond_page, respond_preflight};
+use crate::auth::rbac::{self, Access};
 use crate::client::{BufferError, Conn};
 use crate::context::{Action, ErrorStyle, RequestCtx};
 use crate::error::GatewayError;
@@ -22,6 +24,8 @@ use crate::http::BodyFraming;
 use crate::legacy_sse::{self, BridgeEnd};
 use crate::mcp;
 use crate::mcp::inspect::Refusal;
+use crate::mcp::list_events::EventFilter;
+use crate::mcp::lists::{ListFilter, ListKinds};
 use crate::mcp::stateless::MAX_CHECKED_BODY;
 use crate::phase::{self, Step};
 use crate::relay::BodyLeft;
@@ -83,7 +87,7 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool 
         },
         Action::Bridge(slot) => {
             let _in_flight = slot.map(|slot| InFlight::new(shard, slot));
-            bridge(shard, conn, &p, &mut out).await
+            bridge(shard, conn, &p, slot, &mut out).await
         }
         Action::Local(page) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
@@ -141,8 +145,37 @@ fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
 }
 
 /// Phase 2 for a legacy-SSE request the bridge serves; the connection closes after it.
-async fn bridge(shard: &Shard, conn: &mut Conn, p: &RequestCtx, out: &mut Vec<u8>) -> bool {
-    match legacy_sse::bridge(shard, conn, &p.snap, p.framing, p.expect_continue, out).await {
+/// A stream it opens (to the server in `slot`) carries the answers to its messages: their
+/// lists are filtered by the server's policy and the caller's roles when those narrow them.
+async fn bridge(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &RequestCtx,
+    slot: Option<usize>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let config = &p.snap.config;
+    let access = slot.map(|i| rbac::access(config, p.principal.as_deref(), i));
+    let roles = match &access {
+        Some(Access::Methods(rules)) => Some(&rules[..]),
+        _ => None,
+    };
+    let policy = slot
+        .and_then(|i| config.upstreams.get(i))
+        .map(|u| &u.policy);
+    let mut events = policy
+        .filter(|policy| roles.is_some() || !policy.is_empty())
+        .map(|policy| {
+            EventFilter::new(ListFilter {
+                kinds: ListKinds::ALL,
+                roles,
+                policy,
+                json: false,
+            })
+        });
+    let (framing, expect) = (p.framing, p.expect_continue);
+    let events = events.as_mut();
+    match legacy_sse::bridge(shard, conn, &p.snap, framing, expect, out, events).await {
         BridgeEnd::Answered { status, bytes } => {
             let latency = p.started.elapsed().as_micros() as u64;
             let mut m = shard.metrics.borrow_mut();
@@ -192,6 +225,7 @@ async fn proxy(
             }
         }
     }
+    let mut lists = ListKinds::NONE;
     if let Some(check) = &p.body_check {
         // A client waiting for `100 Continue` sends the body the check needs only after it;
         // a body the check refuses unread (too large, no length) gets its answer without it.
@@ -203,7 +237,10 @@ async fn proxy(
         let checked =
             mcp::inspect::check(shard, conn, p.framing, check, &upstream.policy, wait).await;
         let (err, keep_alive) = match checked {
-            Ok(()) => (None, false),
+            Ok(kinds) => {
+                lists = kinds;
+                (None, false)
+            }
             Err(Refusal::Gone) => return Proxied::Done(false),
             Err(Refusal::Consumed(err)) => (Some(err), p.keep_alive),
             Err(Refusal::Unread(err)) => (Some(err), false),
@@ -272,6 +309,7 @@ async fn proxy(
         legacy: p.legacy.as_ref(),
         set_cookie: p.set_cookie.as_deref(),
         via,
+        list: list_filter(p, upstream, lists),
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);
@@ -326,6 +364,37 @@ async fn proxy(
             m.client_abort();
             false
         }
+    })
+}
+
+/// What the lists in the answer are filtered by, when the caller's roles or the server's
+/// policy narrow what it may call: a POST's list calls (`lists`, learnt by its body check),
+/// or every list a GET stream may replay. `None` on the plain path.
+fn list_filter<'a>(
+    p: &'a RequestCtx,
+    upstream: &'a mcp_gateway_config::Upstream,
+    lists: ListKinds,
+) -> Option<ListFilter<'a>> {
+    let roles = if p.is_post {
+        // The answer to a legacy message comes on its stream, not here.
+        if lists.is_empty() || p.mcp.is_none() {
+            return None;
+        }
+        p.body_check.as_ref().and_then(|c| c.roles.as_deref())
+    } else {
+        if p.mcp.is_none() && p.legacy.is_none() {
+            return None;
+        }
+        if p.stream_roles.is_none() && upstream.policy.is_empty() {
+            return None;
+        }
+        p.stream_roles.as_deref()
+    };
+    Some(ListFilter {
+        kinds: if p.is_post { lists } else { ListKinds::ALL },
+        roles,
+        policy: &upstream.policy,
+        json: p.is_post,
     })
 }
 
