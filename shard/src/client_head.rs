@@ -1,7 +1,8 @@
 //! The response head the gateway sends its client for a proxied response: normalised to
 //! HTTP/1.1, hop-by-hop headers dropped, and the gateway's additions (session token in place
 //! of the upstream's `Mcp-Session-Id`, CORS, `X-Accel-Buffering`, a sticky cookie, security
-//! headers the upstream did not set, `Connection: close`).
+//! headers the upstream did not set, `Connection: close`), and the framing of a body the
+//! gateway replaced (a filtered list answer).
 //!
 //! Owns: that rewrite. Must not: read sockets or decide the additions (the exchange does).
 
@@ -28,6 +29,10 @@ pub struct HeadRewrite<'a> {
     /// Security header lines (`Name: value`), each added unless the response passes on a
     /// header of that name; empty when none apply (the pipeline decides).
     pub security: &'a [String],
+    /// The body is replaced by one the gateway reads whole first (a filtered list answer):
+    /// `Content-Length` and `Transfer-Encoding` are dropped and the head is left open, for
+    /// [`end_with_length`] to finish once the new length is known.
+    pub length_later: bool,
 }
 
 /// The response head for the client: status line normalised to HTTP/1.1, hop-by-hop
@@ -55,12 +60,12 @@ pub fn write_client_head(
             continue;
         }
         // With a transfer coding a Content-Length is wrong; forwarding both invites smuggling.
-        if (chunked || head.transfer_coded || rw.drop_length)
+        if (chunked || head.transfer_coded || rw.drop_length || rw.length_later)
             && h.name.eq_ignore_ascii_case("content-length")
         {
             continue;
         }
-        if unchunk && h.name.eq_ignore_ascii_case("transfer-encoding") {
+        if (unchunk || rw.length_later) && h.name.eq_ignore_ascii_case("transfer-encoding") {
             continue;
         }
         if let Some(token) = rw.session_token {
@@ -112,5 +117,14 @@ pub fn write_client_head(
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
-    out.extend_from_slice(b"\r\n");
+    if !rw.length_later {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Ends a head written with `length_later`: the length of the body that follows.
+pub fn end_with_length(out: &mut Vec<u8>, length: usize) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
 }

@@ -54,7 +54,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr)
                 let in_flight = Counted::new(&shard.in_flight);
                 // Only a request that must wait on an issuer takes the detour.
                 let prepared = if matches!(prepared.action, Action::Introspect(_)) {
-                    pipeline::settle(&shard, &mut conn, *prepared).await
+                    crate::phase::introspect::settle(&shard, &mut conn, *prepared).await
                 } else {
                     *prepared
                 };

@@ -1,7 +1,7 @@
 //! One request's context, as the phases fill it in and the answering code reads it: where
 //! it goes ([`Action`]), its framing and keep-alive facts, its id, the upstream head being
-//! built, what the response side needs (MCP session sealing, CORS, sticky cookie), and the
-//! config generation it runs on.
+//! built, what the response side needs (MCP session sealing, CORS, sticky cookie, the rules
+//! list answers are filtered by), and the config generation it runs on.
 //!
 //! Owns: those types. Must not: depend on the phases, the pipeline or the exchange (they
 //! all depend on it), or borrow the read buffer.
@@ -61,8 +61,13 @@ pub struct RequestCtx {
     pub jsonrpc: bool,
     /// An allowed browser `Origin` on an MCP path: CORS headers on the answer.
     pub cors_origin: Option<Vec<u8>>,
-    /// The body must be read and checked (a server policy) before it goes upstream.
+    /// The body must be read and checked (a server policy, or the caller's roles) before it
+    /// goes upstream; the list methods it calls then have their answers filtered.
     pub body_check: Option<mcp::stateless::BodyCheck>,
+    /// On an MCP request without a body to check (a GET stream, which may replay answers):
+    /// what the caller's roles allow on the chosen server, when less than everything. The
+    /// lists in the stream's answers are filtered by them.
+    pub stream_roles: Option<Vec<mcp_gateway_config::PolicyRule>>,
     /// `loadBalancer.sticky`: the `Set-Cookie` value naming the chosen upstream.
     pub set_cookie: Option<String>,
     /// `sessions.store: "redis"`: the session the store must still hold.
@@ -123,6 +128,7 @@ impl RequestCtx {
             jsonrpc: false,
             cors_origin: None,
             body_check: None,
+            stream_roles: None,
             set_cookie: None,
             store_key: None,
             legacy: None,

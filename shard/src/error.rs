@@ -35,6 +35,13 @@ pub enum GatewayError {
     UpstreamConnect { upstream: String, reason: String },
     #[error("upstream `{0}` sent a malformed response")]
     UpstreamProtocol(String),
+    /// A list answer the gateway must filter (the caller's roles or the server's policy
+    /// narrow it) but cannot: not JSON, encoded, or too large. It is never passed unfiltered.
+    #[error("upstream `{upstream}` sent a list answer the gateway cannot filter")]
+    UnfilterableList {
+        upstream: String,
+        reason: &'static str,
+    },
     #[error("upstream `{0}` timed out")]
     UpstreamTimeout(String),
     #[error("the gateway is at its connection limit")]
@@ -114,7 +121,9 @@ impl GatewayError {
             | GatewayError::UpstreamBusy(_)
             | GatewayError::TooManyConnections
             | GatewayError::AuthUnavailable => 503,
-            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol(_) => 502,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamProtocol(_)
+            | GatewayError::UnfilterableList { .. } => 502,
             GatewayError::UpstreamTimeout(_) => 504,
             GatewayError::Filtered { status, .. } => *status,
         }
@@ -144,6 +153,7 @@ impl GatewayError {
             | GatewayError::RoleDenied(_) => Side::Downstream,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamProtocol(_)
+            | GatewayError::UnfilterableList { .. }
             | GatewayError::UpstreamTimeout(_) => Side::Upstream,
             GatewayError::NoHealthyUpstream
             | GatewayError::UpstreamBusy(_)
@@ -190,7 +200,9 @@ impl GatewayError {
             GatewayError::NoHealthyUpstream => ErrorKind::NoHealthyUpstream,
             GatewayError::UpstreamBusy(_) => ErrorKind::UpstreamBusy,
             GatewayError::UpstreamConnect { .. } => ErrorKind::UpstreamConnect,
-            GatewayError::UpstreamProtocol(_) => ErrorKind::UpstreamProtocol,
+            GatewayError::UpstreamProtocol(_) | GatewayError::UnfilterableList { .. } => {
+                ErrorKind::UpstreamProtocol
+            }
             GatewayError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             GatewayError::TooManyConnections => ErrorKind::TooManyConnections,
             GatewayError::Forbidden(_) => ErrorKind::Forbidden,
@@ -216,6 +228,7 @@ impl GatewayError {
     pub fn detail(&self) -> Option<&str> {
         match self {
             GatewayError::UpstreamConnect { reason, .. } => Some(reason),
+            GatewayError::UnfilterableList { reason, .. } => Some(reason),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@
 
 use crate::error::GatewayError;
 use crate::mcp::legacy::LegacyStream;
+use crate::mcp::lists::ListFilter;
 use crate::mcp::route::McpReply;
 use crate::state::Shard;
 use mcp_gateway_config::Upstream;
@@ -47,6 +48,9 @@ pub struct Exchange<'a> {
     /// Security header lines to add to the response where it lacks them (see
     /// `client_head::HeadRewrite::security`); empty when none apply.
     pub security: &'a [String],
+    /// The caller's roles or the server's policy narrow what it may call: the lists in a
+    /// successful answer are filtered (none on the plain path).
+    pub list: Option<ListFilter<'a>>,
     /// Connect here instead (the SSE bridge, for `/mcp/{id}` on a legacy-only server); such
     /// connections are not pooled, so they never mix with the server's own.
     pub via: Option<std::net::SocketAddr>,

@@ -1,5 +1,6 @@
 //! The I/O halves of the legacy HTTP+SSE transport (see `mcp::legacy` for the rules):
-//! reading a pass-through stream up to its `endpoint` event to rewrite it, and passing a
+//! reading a pass-through stream up to its `endpoint` event to rewrite it (the events after
+//! it filtered like any stream's when the caller's lists are narrowed), and passing a
 //! bridged request to this process's SSE bridge and its answer back (with the gateway's
 //! security headers: the bridge's answers are the gateway's own).
 //!
@@ -10,6 +11,7 @@ use crate::client::Conn;
 use crate::error::GatewayError;
 use crate::http::BodyFraming;
 use crate::mcp::legacy::{self, LegacyStream, Scan, MAX_ENDPOINT_PREFIX};
+use crate::mcp::list_events::EventFilter;
 use crate::relay::{self, read_append, BodyLeft, RelayError};
 use crate::state::{Shard, BUFFER_SIZE};
 use crate::stream::{self, StreamLimits};
@@ -21,8 +23,10 @@ const MAX_BRIDGE_HEAD: usize = 16 * 1024;
 
 /// Reads a pass-through stream's body until its `endpoint` event is complete, and appends
 /// the payload so far to `out` (which holds the client's response head) with that event
-/// rewritten. The body goes to the client without chunked framing, ended by closing, since
+/// rewritten; what follows it goes through `events` when the stream's list answers are
+/// filtered. The body goes to the client without chunked framing, ended by closing, since
 /// the rewrite changes its length. Returns how many bytes were read past the body's end.
+#[allow(clippy::too_many_arguments)]
 pub async fn endpoint_prefix(
     shard: &Shard,
     stream: &LegacyStream,
@@ -31,9 +35,23 @@ pub async fn endpoint_prefix(
     out: &mut Vec<u8>,
     left: &mut BodyLeft,
     idle: Duration,
+    mut events: Option<&mut EventFilter<'_>>,
 ) -> Result<usize, RelayError> {
     let mut pending = Vec::new();
     let mut from = 0;
+    // The payload after the endpoint event (or all of it, without one).
+    let mut rest = |bytes: &[u8], done: bool, out: &mut Vec<u8>| -> Result<(), RelayError> {
+        match events.as_deref_mut() {
+            Some(f) => {
+                f.feed(bytes, out).map_err(|_| RelayError::TooLarge)?;
+                if done {
+                    f.finish(out);
+                }
+            }
+            None => out.extend_from_slice(bytes),
+        }
+        Ok(())
+    };
     loop {
         let (n, send) = left.take_unchunked(&mut ubuf[..])?;
         pending.extend_from_slice(&ubuf[..send]);
@@ -47,14 +65,14 @@ pub async fn endpoint_prefix(
                     tracing::warn!(shard = shard.id, upstream = %stream.id, "unusable endpoint event: passed unchanged");
                     out.extend_from_slice(&pending[start..end]);
                 }
-                out.extend_from_slice(&pending[end..]);
+                rest(&pending[end..], left.is_done(), out)?;
                 return Ok(extra);
             }
             Scan::More { from: next } => from = next,
         }
         if left.is_done() || pending.len() > MAX_ENDPOINT_PREFIX {
             tracing::warn!(shard = shard.id, upstream = %stream.id, "no endpoint event at the start of a legacy SSE stream");
-            out.extend_from_slice(&pending);
+            rest(&pending, left.is_done(), out)?;
             return Ok(extra);
         }
         match monoio::time::timeout(idle, read_append(up, ubuf, BUFFER_SIZE)).await {
@@ -62,7 +80,7 @@ pub async fn endpoint_prefix(
             Ok(Err(e)) => return Err(RelayError::Read(e)),
             Ok(Ok(0)) if matches!(left, BodyLeft::UntilClose) => {
                 *left = BodyLeft::Done;
-                out.extend_from_slice(&pending);
+                rest(&pending, true, out)?;
                 return Ok(0);
             }
             Ok(Ok(0)) => return Err(RelayError::Read(std::io::ErrorKind::UnexpectedEof.into())),
@@ -82,8 +100,9 @@ pub enum BridgeEnd {
 }
 
 /// Sends the request (its head already in `out`, its body still on `conn`) to the bridge
-/// and relays the bridge's answer until the bridge closes. The client connection closes
-/// after it: the bridge's answers are ended by closing.
+/// and relays the bridge's answer until the bridge closes, a stream's events through
+/// `events` when its list answers are filtered. The client connection closes after it: the
+/// bridge's answers are ended by closing.
 pub async fn bridge(
     shard: &Shard,
     conn: &mut Conn,
@@ -91,6 +110,7 @@ pub async fn bridge(
     framing: BodyFraming,
     expect_continue: bool,
     out: &mut Vec<u8>,
+    events: Option<&mut EventFilter<'_>>,
 ) -> BridgeEnd {
     let limits = &snap.config.server.limits;
     let gone = |e: std::io::Error| {
@@ -177,6 +197,18 @@ pub async fn bridge(
         .unwrap_or(502);
     // The bridge answers for the gateway: its head gets the gateway's security headers.
     add_missing_lines(out, &snap.config.security.headers.lines);
+    // What came after the head goes through the filter like the rest of a stream.
+    let mut events = events.filter(|_| status == 200);
+    if let Some(f) = events.as_deref_mut() {
+        let head_end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(out.len(), |i| i + 4);
+        let rest = out.split_off(head_end);
+        if f.feed(&rest, out).is_err() {
+            return BridgeEnd::Cut;
+        }
+    }
     let mut bytes = out.len() as u64;
     if conn.send(out).await.is_err() {
         return BridgeEnd::Cut;
@@ -187,7 +219,7 @@ pub async fn bridge(
         hard_deadline: None,
     };
     let mut left = BodyLeft::UntilClose;
-    match stream::relay_events(&mut bridge, conn, out, &mut left, false, &limits).await {
+    match stream::relay_events(&mut bridge, conn, out, &mut left, false, &limits, events).await {
         Ok(r) => bytes += r.bytes,
         Err(_) => return BridgeEnd::Cut,
     }

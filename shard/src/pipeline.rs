@@ -4,7 +4,8 @@
 //!    order, up to the request's action (an answer, or an upstream and its request head).
 //! 2. `run`: the phases that await (the session store), then answer own pages and
 //!    refusals, or `proxy`: send the head and body upstream (retrying once on a stale pooled
-//!    connection), relay the response head and body back.
+//!    connection), relay the response head and body back (list answers filtered when the
+//!    caller's roles or the server's policy narrow what it may call).
 //! 3. Record metrics (the log phase) and decide whether the client connection stays open.
 //!
 //! Owns: calling the phases in order, the keep-alive decision, and which security headers
@@ -12,7 +13,7 @@
 //! decides, or manage sockets of the pool (`upstream`, `pool`).
 
 use crate::answer::{respond_error, respond_page, respond_preflight};
-use crate::auth::{introspect, AuthFailure};
+use crate::auth::rbac::{self, Access};
 use crate::client::{BufferError, Conn};
 use crate::context::{Action, ErrorStyle, RequestCtx};
 use crate::error::GatewayError;
@@ -23,14 +24,15 @@ use crate::http::BodyFraming;
 use crate::legacy_sse::{self, BridgeEnd};
 use crate::mcp;
 use crate::mcp::inspect::Refusal;
+use crate::mcp::list_events::EventFilter;
+use crate::mcp::lists::{ListFilter, ListKinds};
 use crate::mcp::stateless::MAX_CHECKED_BODY;
 use crate::phase::{self, Step};
 use crate::relay::BodyLeft;
 use crate::request_id::RequestId;
+use crate::response_rules::{list_filter, proxied_security_lines};
 use crate::router::LocalPage;
 use crate::state::Shard;
-use mcp_gateway_config::AuthMethod;
-use mcp_gateway_config::{Transport, Upstream};
 use monoio::time::Instant;
 use std::rc::Rc;
 
@@ -44,7 +46,7 @@ pub fn prepare(head: &RequestHead<'_, '_>, shard: &Shard, conn: &Conn) -> Reques
 }
 
 /// The phases, on a context that may already name its principal (after an introspection).
-fn prepare_as(
+pub(crate) fn prepare_as(
     mut ctx: RequestCtx,
     head: &RequestHead<'_, '_>,
     shard: &Shard,
@@ -84,92 +86,6 @@ fn prepare_as(
     ctx
 }
 
-/// Settles what `prepare` left to an awaiting step: an opaque token is asked about at its
-/// issuer (RFC 7662), then the phases run again with the principal it vouched for (the
-/// request counted once); a refusal or an issuer that cannot answer becomes the action.
-/// Anything else is returned as it is.
-pub async fn settle(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> RequestCtx {
-    let Action::Introspect(issuer) = p.action else {
-        return p;
-    };
-    let token = with_head(conn, p.head_at, |head| {
-        crate::auth::bearer_of(head).map(str::to_string)
-    })
-    .flatten();
-    let snap = p.snap.clone();
-    let limit = snap
-        .config
-        .security
-        .auth
-        .oauth2
-        .as_ref()
-        .map_or(0, |o| o.max_pending_introspections);
-    let Some(token) = token else {
-        p.action = Action::Reject(phase::authenticate::refusal(&snap, AuthFailure::Malformed));
-        return p;
-    };
-    if shard.introspections.get() >= limit {
-        tracing::warn!(
-            shard = shard.id,
-            limit,
-            "too many token introspections pending"
-        );
-        p.action = Action::Reject(GatewayError::AuthUnavailable);
-        return p;
-    }
-    let asked = {
-        let _pending = crate::state::Counted::new(&shard.introspections);
-        let now = crate::auth::now_ms();
-        introspect::introspect(&snap.config, &snap.auth.keys, issuer, &token, now).await
-    };
-    let oauth2 = Some(AuthMethod::OAuth2);
-    match asked {
-        Ok(principal) => {
-            let principal = Rc::new(principal);
-            crate::auth::remember(&snap.auth, &token, principal.clone());
-            let again = with_head(conn, p.head_at, |head| {
-                let mut ctx = RequestCtx::again(head, shard, p.head_at, snap.clone());
-                phase::authenticate::accepted(shard, &mut ctx, principal);
-                prepare_as(ctx, head, shard, conn)
-            });
-            match again {
-                Some(ctx) => {
-                    shard.give_buffer(std::mem::take(&mut p.out));
-                    ctx
-                }
-                None => {
-                    p.action = Action::Reject(GatewayError::BadRequest("request head changed"));
-                    p
-                }
-            }
-        }
-        Err(introspect::Failed::Refused(failure)) => {
-            phase::authenticate::count(shard, oauth2, Err(failure));
-            p.action = Action::Reject(phase::authenticate::refusal(&snap, failure));
-            p
-        }
-        Err(introspect::Failed::Unavailable(why)) => {
-            tracing::warn!(shard = shard.id, error = %why, "token introspection failed");
-            p.action = Action::Reject(GatewayError::AuthUnavailable);
-            p
-        }
-    }
-}
-
-/// Parses the request head at `head_at` again and hands it to `f` (`None` if it no longer
-/// parses, which cannot happen: it is the head `prepare` saw, still in the buffer).
-fn with_head<T>(
-    conn: &Conn,
-    head_at: usize,
-    f: impl FnOnce(&RequestHead<'_, '_>) -> T,
-) -> Option<T> {
-    let mut headers = [httparse::EMPTY_HEADER; crate::http::request::MAX_HEADERS];
-    match crate::http::request::parse(conn.rbuf.get(head_at..)?, &mut headers) {
-        Ok(Some(head)) => Some(f(&head)),
-        _ => None,
-    }
-}
-
 /// Phases 2 and 3. Returns whether the connection stays open.
 pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool {
     conn.rpos += p.head_len;
@@ -181,7 +97,7 @@ pub async fn run(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> bool 
         },
         Action::Bridge(slot) => {
             let _in_flight = slot.map(|slot| InFlight::new(shard, slot));
-            bridge(shard, conn, &p, &mut out).await
+            bridge(shard, conn, &p, slot, &mut out).await
         }
         Action::Local(page) => {
             let body_skipped = skip_buffered_body(conn, p.framing);
@@ -244,8 +160,37 @@ fn skip_buffered_body(conn: &mut Conn, framing: BodyFraming) -> bool {
 }
 
 /// Phase 2 for a legacy-SSE request the bridge serves; the connection closes after it.
-async fn bridge(shard: &Shard, conn: &mut Conn, p: &RequestCtx, out: &mut Vec<u8>) -> bool {
-    match legacy_sse::bridge(shard, conn, &p.snap, p.framing, p.expect_continue, out).await {
+/// A stream it opens (to the server in `slot`) carries the answers to its messages: their
+/// lists are filtered by the server's policy and the caller's roles when those narrow them.
+async fn bridge(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &RequestCtx,
+    slot: Option<usize>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let config = &p.snap.config;
+    let access = slot.map(|i| rbac::access(config, p.principal.as_deref(), i));
+    let roles = match &access {
+        Some(Access::Methods(rules)) => Some(&rules[..]),
+        _ => None,
+    };
+    let policy = slot
+        .and_then(|i| config.upstreams.get(i))
+        .map(|u| &u.policy);
+    let mut events = policy
+        .filter(|policy| roles.is_some() || !policy.is_empty())
+        .map(|policy| {
+            EventFilter::new(ListFilter {
+                kinds: ListKinds::ALL,
+                roles,
+                policy,
+                json: false,
+            })
+        });
+    let (framing, expect) = (p.framing, p.expect_continue);
+    let events = events.as_mut();
+    match legacy_sse::bridge(shard, conn, &p.snap, framing, expect, out, events).await {
         BridgeEnd::Answered { status, bytes } => {
             let latency = p.started.elapsed().as_micros() as u64;
             let mut m = shard.metrics.borrow_mut();
@@ -295,6 +240,7 @@ async fn proxy(
             }
         }
     }
+    let mut lists = ListKinds::NONE;
     if let Some(check) = &p.body_check {
         // A client waiting for `100 Continue` sends the body the check needs only after it;
         // a body the check refuses unread (too large, no length) gets its answer without it.
@@ -306,7 +252,10 @@ async fn proxy(
         let checked =
             mcp::inspect::check(shard, conn, p.framing, check, &upstream.policy, wait).await;
         let (err, keep_alive) = match checked {
-            Ok(()) => (None, false),
+            Ok(kinds) => {
+                lists = kinds;
+                (None, false)
+            }
             Err(Refusal::Gone) => return Proxied::Done(false),
             Err(Refusal::Consumed(err)) => (Some(err), p.keep_alive),
             Err(Refusal::Unread(err)) => (Some(err), false),
@@ -377,6 +326,7 @@ async fn proxy(
         set_cookie: p.set_cookie.as_deref(),
         security,
         via,
+        list: list_filter(p, upstream, lists),
     };
     let result = exchange.run(conn, out, &mut ubuf, body_left).await;
     shard.give_buffer(ubuf);
@@ -432,23 +382,6 @@ async fn proxy(
             false
         }
     })
-}
-
-/// The `security.headers` lines a proxied response gets where it lacks them: with
-/// `upstream: true`, and always from the process's own hosts (stdio servers, the SSE
-/// bridge), whose answers are the gateway's own; none otherwise.
-fn proxied_security_lines<'a>(
-    p: &'a RequestCtx,
-    upstream: &Upstream,
-    via_bridge: bool,
-) -> &'a [String] {
-    let headers = &p.snap.config.security.headers;
-    let own_host = via_bridge || matches!(upstream.transport, Transport::Stdio(_));
-    if headers.upstream || own_host {
-        &headers.lines
-    } else {
-        &[]
-    }
 }
 
 /// How `proxy` ended.

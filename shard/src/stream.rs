@@ -7,11 +7,16 @@
 //! POST response (a long tool call) ends with 504-like failure after `timeout` of silence
 //! between progress notifications, and at `maxTimeout` in any case.
 //!
+//! A stream whose list answers are filtered (`mcp::lists`) passes through an
+//! [`EventFilter`] instead: whole events go out, rewritten where they carry a response, and
+//! chunked again when the client gets chunks (`list_response::pass_events`).
+//!
 //! Owns: the event-stream copy loop. Must not: parse events beyond finding their ends and
-//! spotting progress notifications.
+//! spotting progress notifications (the filter reads them).
 
 use crate::client::Conn;
 use crate::hangup::{client_woke, ClientWoke};
+use crate::mcp::list_events::EventFilter;
 use crate::relay::{pass_on, BodyLeft, RelayError, Relayed};
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
@@ -39,7 +44,10 @@ enum Woke {
     Timer,
 }
 
-/// Copies the rest of an event-stream body from `up` to the client of `conn`.
+/// Copies the rest of an event-stream body from `up` to the client of `conn`, through
+/// `events` when its lists are filtered (the client then gets no upstream framing: chunks
+/// the gateway writes when the upstream's were chunks and `unchunk` is off, else the
+/// stream ends by closing).
 pub async fn relay_events(
     up: &mut TcpStream,
     conn: &mut Conn,
@@ -47,9 +55,12 @@ pub async fn relay_events(
     left: &mut BodyLeft,
     unchunk: bool,
     limits: &StreamLimits,
+    mut events: Option<&mut EventFilter<'_>>,
 ) -> Result<Relayed, RelayError> {
     let chunked_to_client = matches!(left, BodyLeft::Chunked(_)) && !unchunk;
-    let can_comment = matches!(left, BodyLeft::Chunked(_) | BodyLeft::UntilClose);
+    let can_comment =
+        events.is_some() || matches!(left, BodyLeft::Chunked(_) | BodyLeft::UntilClose);
+    let mut rewritten = Vec::new();
     // The last four payload bytes sent, to tell whether an event just ended.
     let mut tail = [b'\n'; 4];
     let mut last_write = Instant::now();
@@ -103,8 +114,10 @@ pub async fn relay_events(
                 {
                     return Err(RelayError::Timeout);
                 }
+                // Rewritten events go out whole, in whole chunks.
                 let at_boundary = event_ended(&tail)
                     && match left {
+                        _ if events.is_some() => true,
                         BodyLeft::Chunked(t) => unchunk || t.between_chunks(),
                         _ => true,
                     };
@@ -130,11 +143,49 @@ pub async fn relay_events(
                 let n = res.map_err(RelayError::Read)?;
                 if n == 0 {
                     if matches!(left, BodyLeft::UntilClose) {
+                        // The end of the stream ends a last unfinished event too.
+                        if let Some(events) = events.as_deref_mut() {
+                            rewritten.clear();
+                            events.finish(&mut rewritten);
+                            if !rewritten.is_empty() {
+                                copied += rewritten.len() as u64;
+                                conn.send(&mut rewritten).await.map_err(RelayError::Write)?;
+                            }
+                        }
                         break;
                     }
                     return Err(RelayError::Read(std::io::ErrorKind::UnexpectedEof.into()));
                 }
                 crate::socket::quick_ack(up);
+                if let Some(events) = events.as_deref_mut() {
+                    rewritten.clear();
+                    let body = crate::list_response::pass_events(
+                        events,
+                        &mut buf[..n],
+                        left,
+                        chunked_to_client,
+                        &mut rewritten,
+                    )?;
+                    for &b in rewritten.iter().rev().take(4).rev() {
+                        tail = [tail[1], tail[2], tail[3], b];
+                    }
+                    if progress.saw(&rewritten) {
+                        progress_deadline = limits.progress_timeout.map(|t| Instant::now() + t);
+                    }
+                    if !rewritten.is_empty() {
+                        copied += rewritten.len() as u64;
+                        last_write = Instant::now();
+                        conn.send(&mut rewritten).await.map_err(RelayError::Write)?;
+                    }
+                    if let Some(leftover) = pass_on(&mut conn.stream, buf, 0, body, n, None).await?
+                    {
+                        return Ok(Relayed {
+                            bytes: copied,
+                            leftover,
+                        });
+                    }
+                    continue;
+                }
                 let mut saw_progress = false;
                 let mut note = |payload: &[u8]| {
                     for &b in payload.iter().rev().take(4).rev() {

@@ -6,18 +6,22 @@
 //! sent), the one retry of a request that met a stale pooled connection (only while the
 //! whole request is in hand, and after its bytes were written only for idempotent methods:
 //! a tool call must never run twice), and which connections may go back to the pool (the
-//! response head itself is `upstream_response`). Must not: route, or answer errors to the
-//! client (the pipeline does, from the [`Failure`] it gets).
+//! response head itself is `upstream_response`, the filtering of a list answer
+//! `list_response`). Must not: route, or answer errors to the client (the pipeline does,
+//! from the [`Failure`] it gets).
 
 use crate::client::Conn;
 use crate::error::GatewayError;
 use crate::hangup::{self, HeadRead};
 use crate::legacy_sse;
+use crate::list_response::{self, JsonFailure};
+use crate::mcp::list_events::EventFilter;
+use crate::mcp::lists::Unfilterable;
 use crate::pool::{Checkout, Grant, PooledConn, WaitForGrant};
 use crate::relay::{self, BodyLeft, Pace, RelayError};
 use crate::state::BUFFER_SIZE;
 use crate::stream::{self, StreamLimits};
-use crate::upstream_response::{HeadStep, ResponseFacts};
+use crate::upstream_response::{HeadStep, ListBody, ResponseFacts};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use std::io;
@@ -235,11 +239,13 @@ impl Exchange<'_> {
             client_keep_alive,
             unchunk,
             rewrite_endpoint,
+            list_body,
         } = loop {
             match self.take_response_head(ubuf, out) {
                 HeadStep::Complete(facts) => break facts,
                 HeadStep::Interim => continue,
                 HeadStep::Bad => return Err(Attempt::Fatal(self.protocol())),
+                HeadStep::Unfilterable(reason) => return Err(self.unfilterable(reason)),
                 HeadStep::Partial => {
                     let read = hangup::read_unless_client_leaves(
                         up,
@@ -264,19 +270,50 @@ impl Exchange<'_> {
         if self.mcp.is_some_and(|m| m.stateless) {
             self.shard.learn_revision(self.index, status);
         }
+        // A list answer's events are filtered on their way (`list_response`).
+        let mut events = self
+            .list
+            .filter(|_| list_body == Some(ListBody::Events))
+            .map(EventFilter::new);
+        let chunked_to_client = matches!(resp_left, BodyLeft::Chunked(_)) && !unchunk;
         // The body part that came with the head goes out in the same write.
-        let mut extra = match self.legacy.filter(|_| rewrite_endpoint) {
-            Some(legacy) => {
+        let json = self.list.filter(|_| list_body == Some(ListBody::Json));
+        let mut extra = match (
+            self.legacy.filter(|_| rewrite_endpoint),
+            json,
+            events.as_mut(),
+        ) {
+            (Some(legacy), _, events) => {
                 let idle = self.upstream.timeout;
                 let left = &mut resp_left;
-                legacy_sse::endpoint_prefix(self.shard, legacy, up, ubuf, out, left, idle)
+                legacy_sse::endpoint_prefix(self.shard, legacy, up, ubuf, out, left, idle, events)
                     .await
                     .map_err(|e| match e {
                         RelayError::Timeout => self.timeout(),
+                        RelayError::TooLarge => self.unfilterable(Unfilterable::TooLarge.reason()),
                         _ => Attempt::Fatal(self.protocol()),
                     })?
             }
-            None => {
+            (None, Some(list), _) => {
+                let idle = self.upstream.timeout;
+                list_response::read_json(&list, up, ubuf, &mut resp_left, idle, out)
+                    .await
+                    .map_err(|e| match e {
+                        JsonFailure::Relay(RelayError::Timeout) => self.timeout(),
+                        JsonFailure::Relay(_) => Attempt::Fatal(self.protocol()),
+                        JsonFailure::Unfilterable(u) => self.unfilterable(u.reason()),
+                    })?
+            }
+            (None, None, Some(events)) => {
+                let left = &mut resp_left;
+                let n = list_response::pass_events(events, ubuf, left, chunked_to_client, out)
+                    .map_err(|e| match e {
+                        RelayError::TooLarge => self.unfilterable(Unfilterable::TooLarge.reason()),
+                        _ => Attempt::Fatal(self.protocol()),
+                    })?;
+                ubuf.len() - n
+            }
+            (None, None, None) => {
                 let (n, send) = if unchunk {
                     resp_left.take_unchunked(ubuf)
                 } else {
@@ -301,7 +338,8 @@ impl Exchange<'_> {
                     progress_timeout: timed.then_some(self.upstream.timeout),
                     hard_deadline: timed.then(|| self.started + self.upstream.max_timeout),
                 };
-                stream::relay_events(up, conn, ubuf, &mut resp_left, unchunk, &limits).await
+                let events = events.as_mut();
+                stream::relay_events(up, conn, ubuf, &mut resp_left, unchunk, &limits, events).await
             } else {
                 let pace = Pace {
                     read_idle: Some(self.upstream.timeout),
@@ -354,6 +392,15 @@ impl Exchange<'_> {
         Attempt::Fatal(Failure::BeforeResponse(GatewayError::UpstreamTimeout(
             self.upstream.id.clone(),
         )))
+    }
+
+    /// A list answer that must be filtered but cannot be: refused, never passed on.
+    fn unfilterable(&self, reason: &'static str) -> Attempt {
+        tracing::warn!(upstream = %self.upstream.id, reason, "list answer not filtered: refused");
+        Attempt::Fatal(Failure::BeforeResponse(GatewayError::UnfilterableList {
+            upstream: self.upstream.id.clone(),
+            reason,
+        }))
     }
 
     fn protocol(&self) -> Failure {

@@ -1,7 +1,8 @@
 //! The upstream's response head on its way to the client: parsed, interim answers dropped,
 //! rewritten for the client (hop-by-hop out, the session token in place of the upstream's
 //! `Mcp-Session-Id`, CORS, a sticky cookie, security headers it lacks), and what it says
-//! about the rest of the exchange (body framing, keep-alive on each side).
+//! about the rest of the exchange (body framing, keep-alive on each side, whether it is a
+//! list answer to filter).
 //!
 //! Owns: those decisions for one response head. Must not: do I/O (the exchange in
 //! `upstream` reads and writes).
@@ -26,6 +27,18 @@ pub(crate) struct ResponseFacts {
     pub(crate) unchunk: bool,
     /// A legacy SSE stream whose `endpoint` event is to be rewritten.
     pub(crate) rewrite_endpoint: bool,
+    /// The body is a list answer to filter, and how it comes.
+    pub(crate) list_body: Option<ListBody>,
+}
+
+/// How a list answer to filter comes (see `list_response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListBody {
+    /// One JSON body: read whole, filtered, sent with its new `Content-Length`.
+    Json,
+    /// An event stream: rewritten event by event; chunked again for a client that got
+    /// chunks, otherwise ended by closing.
+    Events,
 }
 
 pub(crate) enum HeadStep {
@@ -33,6 +46,8 @@ pub(crate) enum HeadStep {
     Interim,
     Partial,
     Bad,
+    /// A list answer that must be filtered but cannot be (why).
+    Unfilterable(&'static str),
 }
 
 impl Exchange<'_> {
@@ -62,12 +77,22 @@ impl Exchange<'_> {
         let head_body_announced = self.is_head && announces_body(&head);
         // A rewritten legacy stream changes length: it goes out unframed, ended by closing.
         let rewrite_endpoint = self.legacy.is_some() && head.status == 200 && head.event_stream;
+        let list_body = self.list_body(&head);
+        if list_body.is_some() && content_coded(&head) {
+            return HeadStep::Unfilterable("a list answer with a Content-Encoding");
+        }
         let unchunk =
             (rewrite_endpoint || !self.http11_client) && head.framing == BodyFraming::Chunked;
         let client_keep_alive = self.client_keep_alive
-            && head.framing != BodyFraming::UntilClose
-            && !unchunk
-            && !rewrite_endpoint;
+            && match list_body {
+                // Read whole, then sent with its length.
+                Some(ListBody::Json) => true,
+                // Rewritten events are chunked again, or end by closing.
+                Some(ListBody::Events) => {
+                    head.framing == BodyFraming::Chunked && !unchunk && !rewrite_endpoint
+                }
+                None => head.framing != BodyFraming::UntilClose && !unchunk && !rewrite_endpoint,
+            };
         out.clear();
         let session_token = match self.seal_session(&head) {
             Ok(token) => token,
@@ -78,9 +103,10 @@ impl Exchange<'_> {
             unchunk,
             session_token: session_token.as_deref(),
             cors_origin: self.cors_origin,
-            drop_length: rewrite_endpoint,
+            drop_length: rewrite_endpoint || list_body == Some(ListBody::Events),
             set_cookie: self.set_cookie,
             security: self.security,
+            length_later: list_body == Some(ListBody::Json),
         };
         write_client_head(out, &head, &rewrite);
         let facts = ResponseFacts {
@@ -96,10 +122,27 @@ impl Exchange<'_> {
             client_keep_alive,
             unchunk,
             rewrite_endpoint,
+            list_body,
         };
         let head_len = head.head_len;
         ubuf.drain(..head_len);
         HeadStep::Complete(facts)
+    }
+
+    /// Whether this response's body is a list answer to filter: a success with a body, on
+    /// an exchange whose lists are narrowed; JSON bodies only for the answer to a POST.
+    fn list_body(&self, head: &response::ResponseHead<'_, '_>) -> Option<ListBody> {
+        let list = self.list.as_ref()?;
+        if !(200..300).contains(&head.status) || head.framing == BodyFraming::Empty {
+            return None;
+        }
+        if head.event_stream {
+            Some(ListBody::Events)
+        } else if list.json {
+            Some(ListBody::Json)
+        } else {
+            None
+        }
     }
 
     /// The token replacing the upstream's `Mcp-Session-Id` on an MCP exchange.
@@ -151,6 +194,14 @@ impl Exchange<'_> {
             }
         }
     }
+}
+
+/// Whether the body is content-coded (gzip, ...): the gateway could not read its lists.
+fn content_coded(head: &response::ResponseHead<'_, '_>) -> bool {
+    head.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("content-encoding")
+            && !crate::http::trim_ascii(h.value).eq_ignore_ascii_case(b"identity")
+    })
 }
 
 /// Whether a response head announces a body (`Content-Length` above 0, or chunked), which

@@ -1,11 +1,13 @@
 //! Reading a whole request body into the connection's buffer so the gateway can check it
-//! (a server with a `policy`) before any of it goes upstream.
+//! (a server with a `policy`, or roles that narrow what the caller may call) before any of
+//! it goes upstream.
 //!
 //! Owns: that buffering, bounded in size and time. Must not: decide what is allowed
 //! (`stateless.rs`) or answer the client (the pipeline does).
 
 use std::time::Duration;
 
+use super::lists::ListKinds;
 use super::stateless::{self, BodyCheck, MAX_CHECKED_BODY};
 use crate::client::{BufferError, Conn};
 use crate::error::GatewayError;
@@ -22,8 +24,9 @@ pub enum Refusal {
     Gone,
 }
 
-/// Buffers the body (`conn.rbuf[conn.rpos..]` then holds all of it) and checks it.
-/// On a refusal the body has been consumed where possible.
+/// Buffers the body (`conn.rbuf[conn.rpos..]` then holds all of it) and checks it; returns
+/// the list methods it calls (their answers are filtered). On a refusal the body has been
+/// consumed where possible.
 pub async fn check(
     shard: &Shard,
     conn: &mut Conn,
@@ -31,9 +34,9 @@ pub async fn check(
     check: &BodyCheck,
     policy: &mcp_gateway_config::Policy,
     wait: Duration,
-) -> Result<(), Refusal> {
+) -> Result<ListKinds, Refusal> {
     let len = match framing {
-        BodyFraming::Empty => return Ok(()),
+        BodyFraming::Empty => return Ok(ListKinds::NONE),
         BodyFraming::Length(n) if n > MAX_CHECKED_BODY => {
             let limit = MAX_CHECKED_BODY;
             return Err(Refusal::Unread(GatewayError::BodyTooLarge { limit }));
@@ -51,11 +54,11 @@ pub async fn check(
     }
     let body = &conn.rbuf[conn.rpos..conn.rpos + len];
     match stateless::check_body(body, check, policy) {
-        Ok(method) => {
-            if let Some(slot) = method {
+        Ok(checked) => {
+            if let Some(slot) = checked.counted {
                 shard.metrics.borrow_mut().mcp_method(slot);
             }
-            Ok(())
+            Ok(checked.lists)
         }
         Err(err) => {
             conn.rpos += len;

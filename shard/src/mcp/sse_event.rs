@@ -1,6 +1,6 @@
 //! Server-sent events as the MCP transports use them: finding where an event ends, reading
-//! its fields, and writing one. Shared by the legacy transport's `endpoint` rewrite (shard)
-//! and the legacy-to-Streamable-HTTP bridge (binary).
+//! its fields, and writing one. Shared by the legacy transport's `endpoint` rewrite (shard),
+//! the filter of list answers (`list_events`), and the legacy-to-Streamable-HTTP bridge (binary).
 //!
 //! Owns: the `text/event-stream` line rules (LF, CRLF or CR line ends; a blank line ends an
 //! event; `data` lines joined with LF; a space after the colon dropped). Must not: do I/O or
@@ -160,6 +160,28 @@ impl Decoder {
     /// Bytes held that do not make a whole event yet.
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The next whole event as it came: its bytes up to and including the blank line that
+    /// ends it, and the length of its block (its lines, without that blank line).
+    pub fn next_block(&mut self) -> Option<(Vec<u8>, usize)> {
+        match scan(&self.buf, self.scan) {
+            Ok((end, after)) => {
+                let raw = self.buf.drain(..after).collect();
+                self.scan = Scan::default();
+                Some((raw, end))
+            }
+            Err(progress) => {
+                self.scan = progress;
+                None
+            }
+        }
+    }
+
+    /// Hands out the bytes held that do not make a whole event (at the stream's end).
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        self.scan = Scan::default();
+        std::mem::take(&mut self.buf)
     }
 
     pub fn next_event(&mut self) -> Option<Event> {

@@ -3,7 +3,8 @@
 //! saying one thing in its headers and another in its body.
 //!
 //! Owns: reading the routing headers (never the body) for routing and counting, deciding
-//! the policy, and checking a buffered JSON-RPC body against headers and policy.
+//! the policy, and checking a buffered JSON-RPC body against headers, policy and roles
+//! (and saying which list methods it calls, whose answers `lists` filters).
 //! Must not: read sockets or write responses; the pipeline buffers the body and answers.
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use base64::Engine;
 use mcp_gateway_config::Policy;
 use serde_json::Value;
 
+use super::lists::ListKinds;
 use crate::error::GatewayError;
 use crate::http::request::RequestHead;
 
@@ -159,14 +161,25 @@ pub struct BodyCheck {
     pub roles: Option<Vec<mcp_gateway_config::PolicyRule>>,
 }
 
+/// What a body that passed its check says about the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checked {
+    /// The metric slot of the method, when it was learnt from the body alone (one message,
+    /// no `Mcp-Method` header).
+    pub counted: Option<usize>,
+    /// The list methods the body calls: their answers are filtered (a body is checked only
+    /// when a policy or the caller's roles narrow what may be called).
+    pub lists: ListKinds,
+}
+
 /// Checks a whole buffered request body: when routing headers were sent, the body must say
-/// the same (else -32020), and every message in it must pass the policy. Returns the metric
-/// slot of the method when it was learnt from the body alone (one message, no header).
+/// the same (else -32020), and every message in it must pass the policy and the caller's
+/// roles.
 pub fn check_body(
     body: &[u8],
     check: &BodyCheck,
     policy: &Policy,
-) -> Result<Option<usize>, GatewayError> {
+) -> Result<Checked, GatewayError> {
     let parsed: Value = serde_json::from_slice(body).map_err(|_| GatewayError::BadJson)?;
     let messages = match &parsed {
         Value::Array(batch) => batch.iter().collect::<Vec<_>>(),
@@ -193,11 +206,13 @@ pub fn check_body(
             }
         }
     }
+    let mut lists = ListKinds::NONE;
     for message in &messages {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             // A response to a server's request: not a call, nothing to authorize.
             continue;
         };
+        lists = lists.with(ListKinds::of_method(method));
         let name = named_param(message, method).map(str::as_bytes);
         if !permits(policy, method.as_bytes(), name) {
             return Err(GatewayError::PolicyDenied(describe(method, name)));
@@ -212,7 +227,10 @@ pub fn check_body(
         (None, [one]) => one.get("method").and_then(Value::as_str),
         _ => None,
     };
-    Ok(counted_from_body.map(|m| method_index(m.as_bytes())))
+    Ok(Checked {
+        counted: counted_from_body.map(|m| method_index(m.as_bytes())),
+        lists,
+    })
 }
 
 /// The body parameter a name-bearing method is about (the tool, prompt or resource).
@@ -303,5 +321,29 @@ mod tests {
         assert_eq!(err.map_err(|e| e.status()), Err(403));
         let response = br#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
         assert!(check_body(response, &check(None, None), &p).is_ok());
+    }
+
+    #[test]
+    fn list_calls_are_reported() {
+        let p = policy(&[], &["tools/call:drop_*"]);
+        let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let checked = check_body(list, &check(None, None), &p);
+        assert_eq!(
+            checked.ok().map(|c| (c.lists, c.counted)),
+            Some((
+                ListKinds::of_method("tools/list"),
+                Some(method_index(b"tools/list"))
+            ))
+        );
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"prompts/list"},
+            {"jsonrpc":"2.0","id":2,"method":"resources/list"}]"#;
+        let lists = check_body(batch, &check(None, None), &p)
+            .ok()
+            .map(|c| c.lists);
+        let both =
+            ListKinds::of_method("prompts/list").with(ListKinds::of_method("resources/list"));
+        assert_eq!(lists, Some(both));
+        let call = check_body(CALL, &check(None, None), &Policy::default());
+        assert_eq!(call.ok().map(|c| c.lists), Some(ListKinds::NONE));
     }
 }

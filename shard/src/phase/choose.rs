@@ -136,13 +136,16 @@ pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, conn: &Conn, ctx: &mut Requ
 
 /// RBAC (`security.rbac`) for the chosen server: refuses a server no role of the principal
 /// reaches, and a call its roles do not allow; on MCP paths, narrows what the body may
-/// call (the body is then read and checked before it goes upstream).
+/// call (the body is then read and checked before it goes upstream) and what list answers
+/// show (a POST's through its body check, a GET stream's through `stream_roles`).
 fn check_roles(
     req: &Request<'_, '_, '_>,
     ctx: &mut RequestCtx,
     upstream: usize,
     mcp: bool,
 ) -> Result<(), GatewayError> {
+    // Chosen again on a failover: what the first choice narrowed no longer holds.
+    ctx.stream_roles = None;
     let config = &ctx.snap.config;
     if !config.security.rbac.enabled {
         return Ok(());
@@ -175,6 +178,8 @@ fn check_roles(
             roles: None,
         });
         check.roles = Some(rules);
+    } else {
+        ctx.stream_roles = Some(rules);
     }
     Ok(())
 }

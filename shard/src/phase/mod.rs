@@ -27,6 +27,7 @@ pub mod authorize;
 pub mod cache;
 pub mod choose;
 pub mod filters;
+pub mod introspect;
 pub mod mcp_rules;
 pub mod origin;
 pub mod rate_limit;
