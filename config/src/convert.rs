@@ -29,40 +29,49 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
         .servers
         .iter()
         .zip(checked.endpoints)
-        .map(|(server, Endpoint { url, addr, headers })| Upstream {
-            id: server.id.clone(),
-            url: server.url.clone(),
-            host: url.host,
-            port: url.port,
-            authority: url.authority,
-            addr,
-            base_path: url.base_path,
-            weight: to_u32(server.weight),
-            max_connections: to_usize(server.max_connections),
-            timeout: millis(server.timeout),
-            max_timeout: millis(server.max_timeout),
-            group: server.group.clone(),
-            tags: server.tags.clone(),
-            transport: transport(server),
-            policy: Policy {
-                allow: server
-                    .policy
-                    .allow
-                    .iter()
-                    .map(|r| PolicyRule::parse(r))
-                    .collect(),
-                deny: server
-                    .policy
-                    .deny
-                    .iter()
-                    .map(|r| PolicyRule::parse(r))
-                    .collect(),
+        .enumerate()
+        .map(
+            |(index, (server, Endpoint { url, addr, headers }))| Upstream {
+                id: server.id.clone(),
+                url: server.url.clone(),
+                host: url.host,
+                port: url.port,
+                authority: url.authority,
+                addr,
+                base_path: url.base_path,
+                weight: to_u32(server.weight),
+                max_connections: to_usize(server.max_connections),
+                timeout: millis(server.timeout),
+                max_timeout: millis(server.max_timeout),
+                group: server.group.clone(),
+                tags: server.tags.clone(),
+                transport: transport(server),
+                policy: Policy {
+                    allow: server
+                        .policy
+                        .allow
+                        .iter()
+                        .map(|r| PolicyRule::parse(r))
+                        .collect(),
+                    deny: server
+                        .policy
+                        .deny
+                        .iter()
+                        .map(|r| PolicyRule::parse(r))
+                        .collect(),
+                },
+                forward_auth: server.forward_auth,
+                credentials: checked
+                    .security
+                    .credentials
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_default(),
+                headers,
+                retired: false,
+                draining: false,
             },
-            forward_auth: server.forward_auth,
-            headers,
-            retired: false,
-            draining: false,
-        })
+        )
         .collect();
 
     GatewayConfig {

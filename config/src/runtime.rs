@@ -154,6 +154,8 @@ pub struct Upstream {
     pub policy: Policy,
     /// `forwardAuth` (default false): pass the client's credentials on to this server.
     pub forward_auth: bool,
+    /// `credentials`: what this server is told of who calls.
+    pub credentials: crate::runtime_security::UpstreamCredentials,
     /// `headers` (default none): extra request headers, `${NAME}` references already
     /// expanded, sorted by name. Names are valid tokens, never hop-by-hop, `host` or
     /// `content-length`; values have no CR, LF or NUL.

@@ -180,6 +180,8 @@ pub struct OAuthIssuer {
     pub introspection_url: Option<String>,
     /// Where introspection requests go (resolved at load time).
     pub introspection: Option<Outbound>,
+    /// Where token exchanges go (resolved at load time).
+    pub token_endpoint: Option<Outbound>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }
@@ -207,6 +209,23 @@ impl std::fmt::Debug for OAuthIssuer {
             .field("client_id", &self.client_id)
             .finish()
     }
+}
+
+/// `upstream.servers[].credentials`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamCredentials {
+    /// Send the principal's identity headers to this server.
+    pub identity: bool,
+    pub exchange: Option<TokenExchange>,
+}
+
+/// The client's token exchanged (RFC 8693) for one meant for this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExchange {
+    /// Index in `oauth2.issuers`.
+    pub issuer: usize,
+    pub audience: String,
+    pub scope: Option<String>,
 }
 
 /// `security.rbac`.

@@ -216,7 +216,11 @@ async fn proxy(
     let server = &p.snap.config.server;
     let upstream = &p.snap.config.upstreams[index];
     let max_body = server.limits.max_body_bytes;
-    if let Err(err) = phase::session_store::confirm(shard, p).await {
+    let confirmed = match phase::session_store::confirm(shard, p).await {
+        Ok(()) => phase::upstream_token::add(conn, p, index, out, shard).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = confirmed {
         let keep_alive = p.keep_alive && skip_buffered_body(conn, p.framing);
         return Proxied::Done(
             respond_error(shard, conn, &err, &p.error_style(), keep_alive, out).await,

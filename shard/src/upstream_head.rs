@@ -39,13 +39,18 @@ pub struct Credentials<'a> {
 }
 
 impl<'a> Credentials<'a> {
-    pub fn of(auth: &'a Authentication, principal: Option<&'a Principal>) -> Credentials<'a> {
+    pub fn of(
+        auth: &'a Authentication,
+        upstream: &Upstream,
+        principal: Option<&'a Principal>,
+    ) -> Credentials<'a> {
         if !auth.enabled {
             return Credentials::default();
         }
+        let identity = auth.forward_identity || upstream.credentials.identity;
         Credentials {
             api_key_header: Some(auth.api_key_header.as_str()),
-            identity: principal.filter(|_| auth.forward_identity),
+            identity: principal.filter(|_| identity),
         }
     }
 

@@ -163,3 +163,39 @@ fn a_full_section_compiles() {
         .any(|l| l.starts_with("Referrer-Policy")));
     assert!(headers.hsts.is_some());
 }
+
+#[test]
+fn a_token_exchange_names_an_issuer_with_a_token_endpoint() {
+    let text = r#"{"upstream": {"servers": [
+        {"id": "a", "url": "http://127.0.0.1:3001", "forwardAuth": true,
+         "credentials": {"tokenExchange": {"issuer": "https://nobody", "audience": "https://a"}}},
+        {"id": "b", "url": "http://127.0.0.1:3002",
+         "credentials": {"identity": true, "tokenExchange": {"issuer": "https://idp.example", "audience": "https://b", "scope": "b:read"}}}]},
+      "security": {"authentication": {"enabled": true, "methods": ["oauth2"],
+        "oauth2": {"issuers": [{"issuer": "https://idp.example", "jwksUrl": "https://idp.example/jwks",
+                                "tokenEndpoint": "http://127.0.0.1:9/token", "clientId": "gw", "clientSecret": "s"}],
+                   "resource": "https://gw.example"}}}}"#;
+    let found = errors(parse(text));
+    for start in [
+        "upstream.servers[0].credentials.tokenExchange.issuer: `https://nobody` is no oauth2 issuer with a `tokenEndpoint` (allowed: https://idp.example)",
+        "upstream.servers[0].credentials.tokenExchange: a token exchange replaces the client's token",
+    ] {
+        assert!(found.iter().any(|e| e.starts_with(start)), "missing {start:?} in {found:#?}");
+    }
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let ok = text
+        .replace(r#""forwardAuth": true,"#, "")
+        .replace("https://nobody", "https://idp.example");
+    let config = loaded(parse(&ok));
+    let b = &config.upstreams[1].credentials;
+    assert!(b.identity);
+    let exchange = b.exchange.as_ref().expect("exchange");
+    assert_eq!(
+        (
+            exchange.issuer,
+            exchange.audience.as_str(),
+            exchange.scope.as_deref()
+        ),
+        (0, "https://b", Some("b:read"))
+    );
+}

@@ -134,6 +134,8 @@ pub struct OAuthIssuerEntry {
     /// A JWKS file, for issuers whose keys are distributed out of band.
     pub jwks_file: Option<String>,
     pub introspection_url: Option<String>,
+    /// Its token endpoint, for token exchange (RFC 8693).
+    pub token_endpoint: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }

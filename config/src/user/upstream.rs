@@ -62,6 +62,8 @@ pub struct UpstreamServer {
     pub policy: PolicySection,
     /// Pass the client's credentials on to this server.
     pub forward_auth: bool,
+    /// What this server is told of who calls (with authentication on).
+    pub credentials: CredentialsSection,
     /// Extra request headers (a free string-to-string map); values may hold `${NAME}`
     /// references to environment variables, expanded at load time.
     pub headers: BTreeMap<String, String>,
@@ -87,9 +89,35 @@ impl Default for UpstreamServer {
             idle_timeout: 600_000,
             policy: PolicySection::default(),
             forward_auth: false,
+            credentials: CredentialsSection::default(),
             headers: BTreeMap::new(),
         }
     }
+}
+
+/// `upstream.servers[].credentials`: per-user credentials for this server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsSection {
+    /// Send the principal as `X-Auth-Subject`, `X-Auth-Method`, `X-Auth-Roles` (as
+    /// `security.authentication.forwardIdentity` does for every server).
+    pub identity: bool,
+    pub token_exchange: TokenExchangeSection,
+}
+
+/// `upstream.servers[].credentials.tokenExchange`: the client's token exchanged at an
+/// OAuth issuer (RFC 8693) for one whose audience is this server. Off while `audience` is
+/// empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenExchangeSection {
+    /// The `issuer` of one of `security.authentication.oauth2.issuers` (with a
+    /// `tokenEndpoint`).
+    pub issuer: String,
+    /// The audience (and resource) the new token is for.
+    pub audience: String,
+    /// Scopes asked for (space-separated); empty: the issuer's default.
+    pub scope: String,
 }
 
 /// `upstream.servers[].policy`: rules of the form `method` or `method:name`, where a trailing

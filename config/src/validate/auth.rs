@@ -16,7 +16,8 @@ use crate::error::ConfigError;
 use crate::runtime::{Pattern, PolicyRule};
 use crate::runtime_security::{
     ApiKey, AuthMethod, Authentication, ClaimNames, Grant, JwtSettings, KeyFamily, OAuth2Settings,
-    OAuthIssuer, Outbound, PemKey, Rbac, Role, SecurityHeaders, ServerMatch,
+    OAuthIssuer, Outbound, PemKey, Rbac, Role, SecurityHeaders, ServerMatch, TokenExchange,
+    UpstreamCredentials,
 };
 use crate::user::{
     AuthenticationSection, HeadersSection, JwtSection, OAuth2Section, RbacSection, UserConfig,
@@ -33,6 +34,8 @@ const ALGORITHM_NAMES: &str =
 /// The `security` settings in runtime form, and what deserves a warning.
 #[derive(Debug, Clone)]
 pub struct CheckedSecurity {
+    /// Per `upstream.servers` element, its `credentials`.
+    pub credentials: Vec<UpstreamCredentials>,
     pub auth: Authentication,
     pub rbac: Rbac,
     pub headers: SecurityHeaders,
@@ -96,12 +99,80 @@ pub fn check(
         warn_unusable_methods(&auth, &mut warnings);
     }
     let headers = check_headers(&user.security.headers, errors);
+    let credentials = check_credentials(user, &auth, errors);
     CheckedSecurity {
+        credentials,
         auth,
         rbac,
         headers,
         warnings,
     }
+}
+
+/// Each server's `credentials`: a token exchange names an issuer with a token endpoint and
+/// needs bearer tokens to exchange.
+fn check_credentials(
+    user: &UserConfig,
+    auth: &Authentication,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<UpstreamCredentials> {
+    let issuers = auth.oauth2.as_ref().map_or(&[][..], |o| &o.issuers[..]);
+    let mut all = Vec::with_capacity(user.upstream.servers.len());
+    for (index, server) in user.upstream.servers.iter().enumerate() {
+        let section = &server.credentials;
+        let exchange = &section.token_exchange;
+        let at = format!("upstream.servers[{index}].credentials.tokenExchange");
+        let exchange = if exchange.audience.is_empty() {
+            None
+        } else {
+            let found = issuers
+                .iter()
+                .position(|i| i.issuer == exchange.issuer && i.token_endpoint.is_some());
+            if found.is_none() {
+                let known: Vec<&str> = issuers
+                    .iter()
+                    .filter(|i| i.token_endpoint.is_some())
+                    .map(|i| i.issuer.as_str())
+                    .collect();
+                errors.push(
+                    ConfigError::new(
+                        format!("{at}.issuer"),
+                        format!(
+                            "`{}` is no oauth2 issuer with a `tokenEndpoint`",
+                            exchange.issuer
+                        ),
+                    )
+                    .with_allowed(if known.is_empty() {
+                        "none configured".to_string()
+                    } else {
+                        known.join(", ")
+                    }),
+                );
+            }
+            if server.forward_auth {
+                errors.push(ConfigError::new(
+                    at.clone(),
+                    "a token exchange replaces the client's token: `forwardAuth` must be false",
+                ));
+            }
+            if !(auth.accepts(AuthMethod::Jwt) || auth.accepts(AuthMethod::OAuth2)) {
+                errors.push(ConfigError::new(
+                    at.clone(),
+                    "needs bearer tokens to exchange: `jwt` or `oauth2` in security.authentication.methods",
+                ));
+            }
+            found.map(|issuer| TokenExchange {
+                issuer,
+                audience: exchange.audience.clone(),
+                scope: Some(exchange.scope.clone()).filter(|s| !s.is_empty()),
+            })
+        };
+        all.push(UpstreamCredentials {
+            identity: section.identity,
+            exchange,
+        });
+    }
+    all
 }
 
 fn check_methods(
@@ -470,6 +541,20 @@ fn check_oauth2(
                 .map_err(|e| errors.push(ConfigError::new(format!("{at}.introspectionUrl"), e)))
                 .ok()
         });
+        let token_endpoint = entry.token_endpoint.as_deref().and_then(|url| {
+            check_https(&format!("{at}.tokenEndpoint"), url, errors);
+            outbound(url)
+                .map_err(|e| errors.push(ConfigError::new(format!("{at}.tokenEndpoint"), e)))
+                .ok()
+        });
+        if entry.token_endpoint.is_some()
+            && (entry.client_id.is_none() || entry.client_secret.is_none())
+        {
+            errors.push(ConfigError::new(
+                at.clone(),
+                "token exchange needs `clientId` and `clientSecret` (the gateway authenticates)",
+            ));
+        }
         issuers.push(OAuthIssuer {
             issuer: entry.issuer.clone(),
             jwks_url: entry.jwks_url.clone(),
@@ -477,6 +562,7 @@ fn check_oauth2(
             jwks,
             introspection_url: entry.introspection_url.clone(),
             introspection,
+            token_endpoint,
             client_id: entry.client_id.clone(),
             client_secret: entry.client_secret.clone(),
         });

@@ -58,14 +58,7 @@ pub async fn introspect(
         .outbound_tls
         .as_ref()
         .ok_or_else(|| unavailable("no TLS client"))?;
-    // RFC 6749 §2.3.1: id and secret are form-encoded, then sent as HTTP Basic.
-    let credentials = format!(
-        "{}:{}",
-        form(issuer.client_id.as_deref().unwrap_or("")),
-        form(issuer.client_secret.as_deref().unwrap_or(""))
-    );
-    let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
-    let headers = format!("Authorization: Basic {basic}\r\n");
+    let headers = client_basic(issuer);
     let body = format!("token={}&token_type_hint=access_token", form(token));
     let answer = crate::outbound::post(
         to,
@@ -117,8 +110,20 @@ pub async fn introspect(
     Ok(principal)
 }
 
+/// The gateway's own credentials at `issuer`, as an `Authorization` line: RFC 6749
+/// §2.3.1, id and secret form-encoded, then HTTP Basic.
+pub fn client_basic(issuer: &mcp_gateway_config::OAuthIssuer) -> String {
+    let credentials = format!(
+        "{}:{}",
+        form(issuer.client_id.as_deref().unwrap_or("")),
+        form(issuer.client_secret.as_deref().unwrap_or(""))
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
+    format!("Authorization: Basic {basic}\r\n")
+}
+
 /// `application/x-www-form-urlencoded` encoding of one value.
-fn form(value: &str) -> String {
+pub fn form(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {

@@ -15,6 +15,7 @@
 
 pub mod apikey;
 pub mod cache;
+pub mod exchange;
 pub mod introspect;
 pub mod jwt;
 pub mod oauth;
@@ -195,11 +196,13 @@ impl AuthKeys {
             oauth,
             challenges: challenges(auth),
             resource_metadata: auth.oauth2.as_ref().map(oauth::resource_metadata),
-            outbound_tls: oauth::introspecting_issuer(config).and_then(|_| {
-                crate::outbound::tls_config()
-                    .map_err(|e| tracing::error!(error = %e, "no TLS client for introspection"))
-                    .ok()
-            }),
+            outbound_tls: oauth::calls_out(config)
+                .then(|| {
+                    crate::outbound::tls_config()
+                        .map_err(|e| tracing::error!(error = %e, "no TLS client for issuers"))
+                        .ok()
+                })
+                .flatten(),
         }
     }
 }
@@ -231,6 +234,8 @@ pub struct ShardAuth {
     pub keys: Arc<AuthKeys>,
     api_keys: apikey::ApiKeys,
     cache: RefCell<TokenCache>,
+    /// Tokens exchanged for upstreams (`credentials.tokenExchange`).
+    pub exchanged: exchange::ExchangeCache,
     /// Key sources a token named an unknown `kid` of since the last tick (see
     /// [`key_source_bit`]); sent up with the metrics, so the management shard refreshes them.
     pub key_misses: std::cell::Cell<u64>,
@@ -252,6 +257,7 @@ impl ShardAuth {
             keys,
             api_keys: apikey::ApiKeys::new(&auth.api_keys),
             cache: RefCell::new(TokenCache::new(auth.token_cache_size)),
+            exchanged: exchange::ExchangeCache::new(auth.token_cache_size),
             key_misses: std::cell::Cell::new(0),
         }
     }

@@ -28,6 +28,15 @@ pub fn issuer_ring(issuer: &OAuthIssuer) -> KeyRing {
     ring
 }
 
+/// Whether shards call issuers (introspection, token exchange).
+pub fn calls_out(config: &GatewayConfig) -> bool {
+    config.security.auth.oauth2.as_ref().is_some_and(|o| {
+        o.issuers
+            .iter()
+            .any(|i| i.introspection.is_some() || i.token_endpoint.is_some())
+    })
+}
+
 /// The issuer asked about opaque tokens: the first with an introspection endpoint.
 pub fn introspecting_issuer(config: &GatewayConfig) -> Option<usize> {
     let oauth = config.security.auth.oauth2.as_ref()?;

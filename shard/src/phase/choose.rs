@@ -124,7 +124,7 @@ pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, conn: &Conn, ctx: &mut Requ
         rest,
         session: ctx.mcp.as_ref().and_then(McpReply::upstream_session),
         edits: ctx.header_edits.as_deref().filter(|e| !e.is_empty()),
-        credentials: Credentials::of(&snap.config.security.auth, ctx.principal.as_deref()),
+        credentials: Credentials::of(&snap.config.security.auth, config, ctx.principal.as_deref()),
     };
     let peer = Peer {
         ip: &conn.peer_ip,

@@ -33,6 +33,7 @@ pub mod origin;
 pub mod rate_limit;
 pub mod route;
 pub mod session_store;
+pub mod upstream_token;
 
 use crate::context::Action;
 use crate::error::GatewayError;
