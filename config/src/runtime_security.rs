@@ -76,14 +76,27 @@ pub struct Authentication {
 }
 
 impl Authentication {
-    /// Whether `path` (without its query) is served without credentials.
+    /// Whether `path` (without its query) is served without credentials. A path that an
+    /// upstream could read as another one (dot segments, encoded `.` `/` `\\`, a
+    /// backslash) is never public: `/open/../admin` must not pass as under `/open/`.
     pub fn is_public(&self, path: &str) -> bool {
-        self.public.iter().any(|p| p.matches(path.as_bytes()))
+        !is_ambiguous(path) && self.public.iter().any(|p| p.matches(path.as_bytes()))
     }
 
     pub fn accepts(&self, method: AuthMethod) -> bool {
         self.methods.contains(&method)
     }
+}
+
+/// Dot segments, percent-encoded `.`, `/` or `\\`, or a backslash: what upstreams may
+/// normalize into another path.
+fn is_ambiguous(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.contains('\\')
+        || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+        || path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
 }
 
 /// One API key, known by its SHA-256 only.

@@ -199,3 +199,21 @@ fn a_token_exchange_names_an_issuer_with_a_token_endpoint() {
         (0, "https://b", Some("b:read"))
     );
 }
+
+#[test]
+fn public_paths_are_not_reached_through_dot_segments_or_encodings() {
+    let text =
+        with_security(r#"{"authentication": {"enabled": true, "public": ["/health", "/open/*"]}}"#);
+    let auth = loaded(parse(&text)).security.auth;
+    assert!(auth.is_public("/open/page") && auth.is_public("/health"));
+    for path in [
+        "/open/../mcp/a",
+        "/open/%2e%2e/admin",
+        "/open/..%2Fadmin",
+        "/open/a%5c..",
+        "/open\\..\\x",
+        "/open/./x",
+    ] {
+        assert!(!auth.is_public(path), "{path}");
+    }
+}
