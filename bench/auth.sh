@@ -11,8 +11,13 @@
 # request is the gateway's utime+stime from /proc over the run / requests. Prints a table
 # with the mean per variant and its ratio to the plain run.
 #
+# With CALLGRIND=1 each variant runs once under valgrind's callgrind instead (the epoll
+# driver: io_uring does not run under valgrind; wrk -c4): the table then shows instructions
+# per request inside the connection task, which, unlike wall-clock CPU, repeat exactly.
+#
 # Usage: bench/auth.sh [--no-build]
-# Environment: DURATION (10), ROUNDS (3), CONNS (64), PROXY_CPU (0), LOAD_CPU (1).
+# Environment: DURATION (10), ROUNDS (3), CONNS (64), PROXY_CPU (0), LOAD_CPU (1),
+#   CALLGRIND (unset).
 
 set -euo pipefail
 export LC_ALL=C
@@ -88,23 +93,37 @@ header_of() {
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
-# run VARIANT: prints "requests cpu_us_per_request p99".
+CALLGRIND=${CALLGRIND:-}
+if [[ -n $CALLGRIND ]]; then
+    command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+    ROUNDS=1
+    CONNS=4
+fi
+
+# run VARIANT: prints "requests cpu_us_per_request p99" (instructions per request with
+# CALLGRIND).
 run() {
     local variant=$1 cfg=$WORK/$1.json
     config "$variant" >"$cfg"
-    taskset -c "$PROXY_CPU" "$BIN" --config "$cfg" >"$WORK/$variant.out" 2>"$WORK/$variant.log" &
+    if [[ -n $CALLGRIND ]]; then
+        MONOIO_FORCE_LEGACY_DRIVER=1 taskset -c "$PROXY_CPU" valgrind --tool=callgrind \
+            --callgrind-out-file="$WORK/cg-$variant.out" --toggle-collect='*serve_connection*' \
+            "$BIN" --config "$cfg" >"$WORK/$variant.out" 2>"$WORK/$variant.log" &
+    else
+        taskset -c "$PROXY_CPU" "$BIN" --config "$cfg" >"$WORK/$variant.out" 2>"$WORK/$variant.log" &
+    fi
     local gw=$!
     PIDS+=($gw)
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GW/health" && break; sleep 0.1; done
+    for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$GW/health" && break; sleep 0.1; done
     local auth
     auth=$(header_of "$variant")
     # Warm-up (pools, the token cache), then the measured run.
-    AUTH_HEADER=$auth taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$GW/" >/dev/null 2>&1
+    AUTH_HEADER=$auth taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$GW/" >"$WORK/warm-$variant.txt" 2>&1
     local t0 t1
     t0=$(cpu_ticks $gw)
     AUTH_HEADER=$auth taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$ROOT/bench/post.lua" "http://127.0.0.1:$GW/" >"$WORK/wrk-$variant.txt" 2>&1
     t1=$(cpu_ticks $gw)
-    kill $gw 2>/dev/null || true
+    kill -INT $gw 2>/dev/null || true
     wait $gw 2>/dev/null || true
     local requests non2xx p99
     requests=$(awk '/ requests in / { print $1 }' "$WORK/wrk-$variant.txt")
@@ -113,8 +132,18 @@ run() {
     if [[ -n ${non2xx:-} ]]; then
         echo "[bench] $variant: $non2xx non-2xx answers" >&2
     fi
-    awk -v r="$requests" -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v p="$p99" \
-        'BEGIN { printf "%d %.2f %s\n", r, d * 1000000 / hz / r, p }'
+    if [[ -n $CALLGRIND ]]; then
+        # Warm-up included: its requests are counted from the gateway's own total.
+        local ir all
+        ir=$(awk '/^summary:/ { print $2 }' "$WORK/cg-$variant.out")
+        all=$(awk '/^totals:/ { print $2 }' "$WORK/cg-$variant.out")
+        ir=${ir:-$all}
+        requests=$((requests + $(awk '/ requests in / { print $1 }' "$WORK/warm-$variant.txt")))
+        awk -v r="$requests" -v i="$ir" -v p="$p99" 'BEGIN { printf "%d %.0f %s\n", r, i / r, p }'
+    else
+        awk -v r="$requests" -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v p="$p99" \
+            'BEGIN { printf "%d %.2f %s\n", r, d * 1000000 / hz / r, p }'
+    fi
 }
 
 declare -A SUM CNT REQ P99
@@ -132,7 +161,9 @@ done
 mean() { awk -v s="${SUM[$1]}" -v n="${CNT[$1]}" 'BEGIN { printf "%.2f", s / n }'; }
 base=$(mean none)
 echo
-echo "| variant (wrk -c$CONNS, 1 shard, ${ROUNDS}x${DURATION}s interleaved) | requests | CPU µs/req (mean) | vs no auth | p99 per round |"
+unit="CPU µs/req (mean)"
+[[ -n $CALLGRIND ]] && unit="instructions/req (callgrind)"
+echo "| variant (wrk -c$CONNS, 1 shard, ${ROUNDS}x${DURATION}s interleaved) | requests | $unit | vs no auth | p99 per round |"
 echo "|---|---:|---:|---:|---|"
 for variant in none apikey jwt; do
     label=$variant
@@ -140,6 +171,6 @@ for variant in none apikey jwt; do
     [[ $variant == apikey ]] && label="API key (X-API-Key)"
     [[ $variant == jwt ]] && label="HS256 JWT (cached per shard)"
     m=$(mean "$variant")
-    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.2fx", a / b }')
+    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.3fx", a / b }')
     echo "| $label | ${REQ[$variant]} | $m | $ratio | ${P99[$variant]} |"
 done

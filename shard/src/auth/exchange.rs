@@ -9,17 +9,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use mcp_gateway_config::{GatewayConfig, TokenExchange};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::introspect::{client_basic, form, Failed};
+use super::introspect::{form, post_form, Failed};
 use super::{AuthFailure, AuthKeys, Principal};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_ANSWER: usize = 64 * 1024;
 /// How long a token is kept when the issuer gives no `expires_in`.
 const NO_EXPIRY_KEEP_MS: u64 = 60_000;
 
@@ -87,14 +84,6 @@ pub async fn token_for(
         .as_ref()
         .and_then(|o| o.issuers.get(exchange.issuer))
         .ok_or_else(|| unavailable("no such issuer"))?;
-    let to = issuer
-        .token_endpoint
-        .as_ref()
-        .ok_or_else(|| unavailable("no token endpoint"))?;
-    let tls = keys
-        .outbound_tls
-        .as_ref()
-        .ok_or_else(|| unavailable("no TLS client"))?;
     let mut body = format!(
         "grant_type={}&subject_token={}&subject_token_type={}&requested_token_type={}&audience={}&resource={}",
         form("urn:ietf:params:oauth:grant-type:token-exchange"),
@@ -107,17 +96,7 @@ pub async fn token_for(
     if let Some(scope) = &exchange.scope {
         body.push_str(&format!("&scope={}", form(scope)));
     }
-    let answer = crate::outbound::post(
-        to,
-        tls,
-        &client_basic(issuer),
-        "application/x-www-form-urlencoded",
-        body.as_bytes(),
-        MAX_ANSWER,
-        TIMEOUT,
-    )
-    .await
-    .map_err(Failed::Unavailable)?;
+    let answer = post_form(issuer, issuer.token_endpoint.as_ref(), keys, &body).await?;
     match answer.status {
         200 => {}
         // invalid_grant, unauthorized_client, invalid_target: the issuer will not let this

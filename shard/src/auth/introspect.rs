@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use base64::Engine;
-use mcp_gateway_config::{AuthMethod, GatewayConfig};
+use mcp_gateway_config::{GatewayConfig, OAuthIssuer, Outbound};
 use serde_json::{json, Map, Value};
 
-use super::jwt::{self, TokenRules};
+use super::jwt;
 use super::{AuthFailure, AuthKeys, Principal};
 
 /// How long one introspection may take.
@@ -50,27 +50,9 @@ pub async fn introspect(
         .issuers
         .get(index)
         .ok_or_else(|| unavailable("no such issuer"))?;
-    let to = issuer
-        .introspection
-        .as_ref()
-        .ok_or_else(|| unavailable("no introspection endpoint"))?;
-    let tls = keys
-        .outbound_tls
-        .as_ref()
-        .ok_or_else(|| unavailable("no TLS client"))?;
-    let headers = client_basic(issuer);
     let body = format!("token={}&token_type_hint=access_token", form(token));
-    let answer = crate::outbound::post(
-        to,
-        tls,
-        &headers,
-        "application/x-www-form-urlencoded",
-        body.as_bytes(),
-        MAX_ANSWER,
-        TIMEOUT,
-    )
-    .await
-    .map_err(Failed::Unavailable)?;
+    let endpoint = issuer.introspection.as_ref();
+    let answer = post_form(issuer, endpoint, keys, &body).await?;
     if answer.status != 200 {
         return Err(Failed::Unavailable(format!(
             "introspection answered {}",
@@ -92,27 +74,40 @@ pub async fn introspect(
             claims.insert("sub".into(), name);
         }
     }
-    let rules = TokenRules {
-        issuer: Some(&issuer.issuer),
-        audience: Some(&oauth.resource),
-        leeway_ms: oauth.leeway.as_millis() as u64,
-        claims: &oauth.claims,
-        method: AuthMethod::OAuth2,
-    };
+    let rules = super::oauth::rules(oauth, issuer);
     let principal = jwt::check_claims(&claims, &rules, now_ms).map_err(Failed::Refused)?;
-    if oauth
-        .required_scopes
-        .iter()
-        .any(|scope| !principal.has_scope(scope))
-    {
-        return Err(Failed::Refused(AuthFailure::InsufficientScope));
-    }
-    Ok(principal)
+    super::oauth::check_scopes(oauth, principal).map_err(Failed::Refused)
+}
+
+/// POSTs a form to one of `issuer`'s endpoints, as the gateway's own client.
+pub async fn post_form(
+    issuer: &OAuthIssuer,
+    endpoint: Option<&Outbound>,
+    keys: &AuthKeys,
+    body: &str,
+) -> Result<crate::outbound::Answer, Failed> {
+    let unavailable = |why: &str| Failed::Unavailable(why.to_string());
+    let to = endpoint.ok_or_else(|| unavailable("no such endpoint"))?;
+    let tls = keys
+        .outbound_tls
+        .as_ref()
+        .ok_or_else(|| unavailable("no TLS client"))?;
+    crate::outbound::post(
+        to,
+        tls,
+        &client_basic(issuer),
+        "application/x-www-form-urlencoded",
+        body.as_bytes(),
+        MAX_ANSWER,
+        TIMEOUT,
+    )
+    .await
+    .map_err(Failed::Unavailable)
 }
 
 /// The gateway's own credentials at `issuer`, as an `Authorization` line: RFC 6749
 /// §2.3.1, id and secret form-encoded, then HTTP Basic.
-pub fn client_basic(issuer: &mcp_gateway_config::OAuthIssuer) -> String {
+pub fn client_basic(issuer: &OAuthIssuer) -> String {
     let credentials = format!(
         "{}:{}",
         form(issuer.client_id.as_deref().unwrap_or("")),

@@ -72,14 +72,26 @@ pub fn verify(
     };
     let issuer = &oauth.issuers[index];
     let ring = keys.oauth.get(index).ok_or(AuthFailure::UnknownKey)?;
-    let rules = TokenRules {
+    let principal = jwt::verify(token, ring, &rules(oauth, issuer), now_ms)?;
+    check_scopes(oauth, principal)
+}
+
+/// What a token of `issuer` must satisfy: its `iss`, this gateway's resource in `aud`.
+pub fn rules<'a>(oauth: &'a OAuth2Settings, issuer: &'a OAuthIssuer) -> TokenRules<'a> {
+    TokenRules {
         issuer: Some(&issuer.issuer),
         audience: Some(&oauth.resource),
         leeway_ms: oauth.leeway.as_millis() as u64,
         claims: &oauth.claims,
         method: AuthMethod::OAuth2,
-    };
-    let principal = jwt::verify(token, ring, &rules, now_ms)?;
+    }
+}
+
+/// The principal, if it has every `requiredScopes` scope.
+pub fn check_scopes(
+    oauth: &OAuth2Settings,
+    principal: Principal,
+) -> Result<Principal, AuthFailure> {
     if oauth
         .required_scopes
         .iter()
