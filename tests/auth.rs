@@ -374,3 +374,38 @@ fn the_management_port_needs_the_admin_role_or_the_admin_token() {
         200
     );
 }
+
+#[test]
+fn a_role_narrowed_to_some_calls_cannot_use_a_plain_route() {
+    let up = upstream();
+    let dir = TempDir::new("rbac-plain");
+    let mut c = auth_config(
+        &up,
+        dir.path(),
+        json!({
+            "enabled": true,
+            "methods": ["apikey"],
+            "apiKeys": [
+                {"name": "ci", "keyHash": key_hash(API_KEY), "roles": ["reader"]},
+                {"name": "ops", "keyHash": key_hash("ops-key-0123456789abcdef"), "roles": ["ops"]}
+            ]
+        }),
+    );
+    c["security"]["rbac"] = json!({"enabled": true, "roles": {
+        "reader": [{"servers": ["a"], "allow": ["tools/list"]}],
+        "ops": [{"servers": ["*"], "allow": ["*"]}]
+    }});
+    let gw = Gateway::start(&c);
+    // The default group reads no JSON-RPC: a body could call anything there.
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all"}}"#;
+    let call = |key: &str| {
+        gw.client().post(
+            "/",
+            &[("X-API-Key", key), ("Content-Type", "application/json")],
+            body,
+        )
+    };
+    assert_json_error(&call(API_KEY), 403);
+    assert_eq!(up.request_count(), 0);
+    assert_eq!(call("ops-key-0123456789abcdef").status, 200);
+}

@@ -249,6 +249,17 @@ fn opaque_tokens_are_introspected_once_and_cached() {
 
     assert_json_error(&status("revoked-token"), 401);
     assert_json_error(&status("other-audience"), 401);
+    // A refused token is refused again without asking (each shard asked at most once).
+    let asked = n();
+    for _ in 0..4 {
+        assert_json_error(&status("revoked-token"), 401);
+    }
+    assert!(
+        n() <= asked + 1,
+        "refusals are remembered: {} > {}",
+        n(),
+        asked + 1
+    );
 
     // An issuer that cannot be reached: 503, retry later, not the client's fault.
     let dir2 = TempDir::new("introspect-down");

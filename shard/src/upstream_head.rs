@@ -55,11 +55,23 @@ impl<'a> Credentials<'a> {
     }
 
     fn drops(&self, name: &str, forward_auth: bool) -> bool {
+        // `_` and `-` count as one: CGI-style servers read `X-Auth_Subject` as
+        // `X-Auth-Subject`, and so would be told who the client claims to be.
+        let same = |a: &str, b: &str| {
+            a.len() == b.len()
+                && a.bytes().zip(b.bytes()).all(|(x, y)| {
+                    let fold = |c: u8| {
+                        if c == b'_' {
+                            b'-'
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    };
+                    fold(x) == fold(y)
+                })
+        };
         self.api_key_header.is_some_and(|key| {
-            (!forward_auth && name.eq_ignore_ascii_case(key))
-                || name
-                    .get(..7)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("x-auth-"))
+            (!forward_auth && same(name, key)) || name.get(..7).is_some_and(|p| same(p, "x-auth-"))
         })
     }
 }

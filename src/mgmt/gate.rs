@@ -1,7 +1,8 @@
 //! The management port behind authentication. With `security.authentication.enabled`,
 //! its pages, the dashboard and the admin API need the `admin` role: an API key or token
 //! whose roles name it, checked as on the data port, or the admin token
-//! (`sessions.adminToken`) as a bearer. Paths in `public` (`/health` by default) stay open.
+//! (`sessions.adminToken`) as a bearer. `/health` stays open when it is in `public` (it is
+//! by default); the rest of `public` is for the data port.
 //! With authentication off the port is as before (pages open; the admin API behind its
 //! token, or loopback-only).
 //!
@@ -37,7 +38,10 @@ pub struct Refused {
 pub fn check(head: &RequestHead<'_, '_>, state: &State) -> Result<bool, Refused> {
     let config: &GatewayConfig = &state.config;
     let settings = &config.security.auth;
-    if !settings.enabled || settings.is_public(head.path()) {
+    // Of `public`, only `/health` opens here: the operator's pages show upstream URLs and
+    // listener addresses that the data port's copies leave out.
+    let path = head.path();
+    if !settings.enabled || (path == "/health" && settings.is_public(path)) {
         return Ok(false);
     }
     if bears_admin_token(head, config) {

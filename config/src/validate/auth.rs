@@ -97,6 +97,21 @@ pub fn check(
     };
     if auth.enabled {
         warn_unusable_methods(&auth, &mut warnings);
+        let unscoped = auth
+            .jwt
+            .as_ref()
+            .is_some_and(|j| j.issuer.is_none() && j.audience.is_none());
+        if auth.accepts(AuthMethod::Jwt) && unscoped {
+            warnings.push(ConfigError::new(
+                format!("{AUTH}.jwt"),
+                "neither `issuer` nor `audience` is set: any token these keys signed is accepted, whoever it was meant for",
+            ));
+        }
+    } else if auth.forward_identity {
+        errors.push(ConfigError::new(
+            format!("{AUTH}.forwardIdentity"),
+            "needs authentication on: without it there is no identity to send, and upstreams must not trust X-Auth-* headers",
+        ));
     }
     let headers = check_headers(&user.security.headers, errors);
     let credentials = check_credentials(user, &auth, errors);
@@ -167,6 +182,13 @@ fn check_credentials(
                 scope: Some(exchange.scope.clone()).filter(|s| !s.is_empty()),
             })
         };
+        let wants_auth = section.identity || !section.token_exchange.audience.is_empty();
+        if wants_auth && !auth.enabled {
+            errors.push(ConfigError::new(
+                format!("upstream.servers[{index}].credentials"),
+                "needs security.authentication.enabled: without it there is no one to vouch for",
+            ));
+        }
         all.push(UpstreamCredentials {
             identity: section.identity,
             exchange,

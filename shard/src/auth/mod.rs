@@ -236,6 +236,9 @@ pub struct ShardAuth {
     cache: RefCell<TokenCache>,
     /// Tokens exchanged for upstreams (`credentials.tokenExchange`).
     pub exchanged: exchange::ExchangeCache,
+    /// Opaque tokens an issuer refused lately (digest → until when, Unix ms): asked about
+    /// again only after `REFUSAL_MEMORY_MS`, so garbage tokens cannot keep issuers busy.
+    refused: RefCell<std::collections::HashMap<[u8; 32], u64>>,
     /// Key sources a token named an unknown `kid` of since the last tick (see
     /// [`key_source_bit`]); sent up with the metrics, so the management shard refreshes them.
     pub key_misses: std::cell::Cell<u64>,
@@ -258,6 +261,7 @@ impl ShardAuth {
             api_keys: apikey::ApiKeys::new(&auth.api_keys),
             cache: RefCell::new(TokenCache::new(auth.token_cache_size)),
             exchanged: exchange::ExchangeCache::new(auth.token_cache_size),
+            refused: RefCell::new(std::collections::HashMap::new()),
             key_misses: std::cell::Cell::new(0),
         }
     }
@@ -310,11 +314,46 @@ pub fn authenticate(
     (None, Verdict::Refused(AuthFailure::Missing))
 }
 
-/// Remembers a principal an introspection vouched for, until its token expires.
-pub fn remember(state: &ShardAuth, token: &str, principal: Rc<Principal>) {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    state.cache.borrow_mut().insert(digest, principal);
+/// The SHA-256 of a bearer token: how caches and principals know it.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
+
+/// Remembers a principal an introspection vouched for (marked as that token's), until its
+/// token expires or `INTROSPECTION_TRUST_MS` passes, whichever comes first.
+pub fn remember(state: &ShardAuth, token: &str, mut principal: Principal) -> Rc<Principal> {
+    let digest = token_digest(token);
+    principal.token_digest = Some(digest);
+    let trust_until = now_ms() + INTROSPECTION_TRUST_MS;
+    principal.expires_ms = Some(
+        principal
+            .expires_ms
+            .map_or(trust_until, |e| e.min(trust_until)),
+    );
+    let principal = Rc::new(principal);
+    state.cache.borrow_mut().insert(digest, principal.clone());
+    principal
+}
+
+/// How long a token an issuer refused is refused without asking again.
+pub const REFUSAL_MEMORY_MS: u64 = 10_000;
+
+/// Remembers that an issuer refused `token` (bounded like the token cache).
+pub fn remember_refusal(state: &ShardAuth, token: &str, capacity: usize) {
+    let now = now_ms();
+    let mut refused = state.refused.borrow_mut();
+    if refused.len() >= capacity.max(1) {
+        refused.retain(|_, until| *until > now);
+        if refused.len() >= capacity.max(1) {
+            refused.clear();
+        }
+    }
+    refused.insert(token_digest(token), now + REFUSAL_MEMORY_MS);
+}
+
+/// How long an introspection's "active" is believed: a token revoked at its issuer stops
+/// working here within this long.
+pub const INTROSPECTION_TRUST_MS: u64 = 60_000;
 
 /// The bearer token of a request, if it has one.
 pub fn bearer_of<'b>(head: &RequestHead<'_, 'b>) -> Option<&'b str> {
@@ -330,7 +369,7 @@ fn bearer_principal(
 ) -> (Option<AuthMethod>, Verdict) {
     let auth = &config.security.auth;
     let now = now_ms();
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let digest = token_digest(token);
     let leeway = |method: AuthMethod| {
         match method {
             AuthMethod::OAuth2 => auth.oauth2.as_ref().map(|o| o.leeway),
@@ -357,6 +396,14 @@ fn bearer_principal(
     };
     if oauth && peek_claims(token).is_none() {
         if let Some(issuer) = oauth::introspecting_issuer(config) {
+            let refused = state
+                .refused
+                .borrow()
+                .get(&digest)
+                .is_some_and(|until| *until > now);
+            if refused {
+                return (Some(method), Verdict::Refused(AuthFailure::Inactive));
+            }
             return (Some(method), Verdict::Introspect(issuer));
         }
     }
@@ -387,7 +434,8 @@ fn bearer_principal(
             state.key_misses.set(state.key_misses.get() | bit);
         }
     }
-    let result = verified.map(|principal| {
+    let result = verified.map(|mut principal| {
+        principal.token_digest = Some(digest);
         let principal = Rc::new(principal);
         state.cache.borrow_mut().insert(digest, principal.clone());
         principal

@@ -19,14 +19,28 @@ use super::{peek_claims, AuthFailure, AuthKeys, Principal};
 /// The well-known path of RFC 9728 metadata.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
-/// The keys known for an issuer at load time (its `jwksFile`).
+/// The keys known for an issuer (its `jwksFile`, its `jwksUrl` once fetched). Only
+/// public keys: an HMAC (`oct`) key in a published set is a secret everyone can read.
 pub fn issuer_ring(issuer: &OAuthIssuer) -> KeyRing {
     let mut ring = KeyRing::default();
     if let Some(set) = &issuer.jwks {
-        ring.add_jwks(set, &[]);
+        ring.add_jwks(set, &ASYMMETRIC);
     }
     ring
 }
+
+/// The algorithms an issuer's keys may verify.
+const ASYMMETRIC: [jsonwebtoken::Algorithm; 9] = [
+    jsonwebtoken::Algorithm::RS256,
+    jsonwebtoken::Algorithm::RS384,
+    jsonwebtoken::Algorithm::RS512,
+    jsonwebtoken::Algorithm::PS256,
+    jsonwebtoken::Algorithm::PS384,
+    jsonwebtoken::Algorithm::PS512,
+    jsonwebtoken::Algorithm::ES256,
+    jsonwebtoken::Algorithm::ES384,
+    jsonwebtoken::Algorithm::EdDSA,
+];
 
 /// Whether shards call issuers (introspection, token exchange).
 pub fn calls_out(config: &GatewayConfig) -> bool {

@@ -19,6 +19,9 @@ pub struct Principal {
     pub expires_ms: Option<u64>,
     /// Unix milliseconds before which it is not valid yet (a token's `nbf`).
     pub not_before_ms: Option<u64>,
+    /// The SHA-256 of the bearer token it was verified from (none for an API key): only
+    /// that token may be exchanged for upstream credentials on its behalf.
+    pub token_digest: Option<[u8; 32]>,
 }
 
 impl Principal {
@@ -36,6 +39,7 @@ impl Principal {
             scopes: scopes.into(),
             expires_ms: None,
             not_before_ms: None,
+            token_digest: None,
         }
     }
 
@@ -56,15 +60,21 @@ impl Principal {
     /// could not be sent as one header line are percent-encoded, so no claim can add a
     /// header or end the head.
     pub fn identity_lines(&self, out: &mut Vec<u8>) {
+        // A role holding `,` would read as two roles in the list: it is encoded too.
+        let roles: Vec<String> = self
+            .roles
+            .iter()
+            .map(|r| r.replace('%', "%25").replace(',', "%2C"))
+            .collect();
         for (name, value) in [
             ("X-Auth-Subject", &*self.subject),
             ("X-Auth-Method", self.method.name()),
-            ("X-Auth-Roles", &self.roles_text()),
+            ("X-Auth-Roles", &roles.join(",")),
         ] {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             for &b in value.as_bytes() {
-                if (b' '..=b'~').contains(&b) && b != b'%' {
+                if (b' '..=b'~').contains(&b) && (b != b'%' || name == "X-Auth-Roles") {
                     out.push(b);
                 } else {
                     out.extend_from_slice(format!("%{b:02X}").as_bytes());

@@ -208,12 +208,20 @@ pub fn check_body(
     }
     let mut lists = ListKinds::NONE;
     for message in &messages {
-        let Some(method) = message.get("method").and_then(Value::as_str) else {
+        let method = match shape(message)? {
+            Shape::Call(method) => method,
             // A response to a server's request: not a call, nothing to authorize.
-            continue;
+            Shape::Response => continue,
         };
         lists = lists.with(ListKinds::of_method(method));
         let name = named_param(message, method).map(str::as_bytes);
+        if name.is_none() && NAME_PARAMS.iter().any(|(m, _)| *m == method) {
+            // Checked against name rules, a call without its name must not pass as one
+            // that names nothing forbidden.
+            return Err(GatewayError::BadRequest(
+                "tools/call, prompts/get and resources/read need their name (or uri) as a string",
+            ));
+        }
         if !permits(policy, method.as_bytes(), name) {
             return Err(GatewayError::PolicyDenied(describe(method, name)));
         }
@@ -231,6 +239,51 @@ pub fn check_body(
         counted: counted_from_body.map(|m| method_index(m.as_bytes())),
         lists,
     })
+}
+
+/// What a checked message is.
+enum Shape<'v> {
+    Call(&'v str),
+    Response,
+}
+
+/// A request or notification (a string `method`), or a response (`result` or `error`);
+/// anything else is refused, as are keys that differ from `method`, `params`, `name` or
+/// `uri` only in case: a server that reads keys without regard to case (Go's
+/// `encoding/json`) would otherwise run a call the gateway never checked.
+fn shape(message: &Value) -> Result<Shape<'_>, GatewayError> {
+    let refuse = || {
+        GatewayError::BadRequest(
+            "each JSON-RPC message needs a string `method`, or `result` or `error`",
+        )
+    };
+    let Value::Object(fields) = message else {
+        return Err(refuse());
+    };
+    let lookalike = |map: &serde_json::Map<String, Value>, names: &[&str]| {
+        map.keys()
+            .any(|k| names.iter().any(|n| k != n && k.eq_ignore_ascii_case(n)))
+    };
+    if lookalike(fields, &["method", "params", "result", "error"]) {
+        return Err(GatewayError::BadRequest(
+            "a JSON-RPC member name differs from `method`, `params`, `result` or `error` only in case",
+        ));
+    }
+    if let Some(Value::Object(params)) = fields.get("params") {
+        if lookalike(params, &["name", "uri"]) {
+            return Err(GatewayError::BadRequest(
+                "a parameter name differs from `name` or `uri` only in case",
+            ));
+        }
+    }
+    match fields.get("method") {
+        Some(Value::String(method)) => Ok(Shape::Call(method)),
+        Some(_) => Err(refuse()),
+        None if fields.contains_key("result") || fields.contains_key("error") => {
+            Ok(Shape::Response)
+        }
+        None => Err(refuse()),
+    }
 }
 
 /// The body parameter a name-bearing method is about (the tool, prompt or resource).
@@ -309,6 +362,33 @@ mod tests {
         assert_eq!(err.map_err(|e| e.jsonrpc_code()), Err(-32020));
         let err = check_body(b"{not json", &check(None, None), &none);
         assert_eq!(err.map_err(|e| e.jsonrpc_code()), Err(-32700));
+    }
+
+    #[test]
+    fn messages_the_gateway_cannot_read_as_it_checks_are_refused() {
+        let p = policy(&[], &["tools/call:drop_*"]);
+        for body in [
+            // A server reading keys without regard to case would run these.
+            br#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"drop_x"}}"#
+                .as_slice(),
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"drop_x"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"drop_x"}}"#,
+            // A call without its name, a method that is no string, a message that is none.
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+            br#"{"jsonrpc":"2.0","id":1}"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}, 5]"#,
+        ] {
+            let err = check_body(body, &check(None, None), &p);
+            assert_eq!(
+                err.map_err(|e| e.status()).err(),
+                Some(400),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let ok = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"safe"}}"#;
+        assert!(check_body(ok, &check(None, None), &p).is_ok());
     }
 
     #[test]

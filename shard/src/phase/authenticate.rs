@@ -28,7 +28,7 @@ use std::rc::Rc;
 pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, ctx: &mut RequestCtx) -> Step {
     let snap = ctx.snap.clone();
     let settings = &snap.config.security.auth;
-    if !needs_credentials(settings, req.head.path()) {
+    if !needs_credentials(settings, req.head.path(), &req.route) {
         return Step::Continue;
     }
     if ctx.principal.is_none() {
@@ -44,6 +44,9 @@ pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, ctx: &mut RequestCtx) -> St
     }
     match req.route {
         Route::Local(page) => Step::Answer(Action::Local(page)),
+        Route::UnknownServer(id) => {
+            Step::Answer(Action::Reject(GatewayError::UnknownServer(id.to_string())))
+        }
         _ => Step::Continue,
     }
 }
@@ -88,7 +91,15 @@ pub fn refusal(snap: &Snapshot, failure: AuthFailure) -> GatewayError {
     }
 }
 
-/// Whether a request for `path` must carry credentials.
-pub fn needs_credentials(settings: &mcp_gateway_config::Authentication, path: &str) -> bool {
-    settings.enabled && !settings.is_public(path)
+/// Whether a request for `path`, routed to `route`, must carry credentials. The path of one
+/// of the gateway's pages is public only as that page (GET, HEAD): `POST /health` goes to an
+/// upstream, and `public: ["/health"]` is not meant to open an upstream's path.
+pub fn needs_credentials(
+    settings: &mcp_gateway_config::Authentication,
+    path: &str,
+    route: &Route<'_>,
+) -> bool {
+    let page_path = crate::router::LocalPage::from_path(path).is_some();
+    let public = settings.is_public(path) && (!page_path || matches!(route, Route::Local(_)));
+    settings.enabled && !public
 }

@@ -159,7 +159,12 @@ fn check_roles(
         Access::Methods(rules) => rules,
     };
     if !mcp {
-        return Ok(());
+        // A plain route reads no JSON-RPC: a role narrowed to some calls cannot be held to
+        // them there (an MCP server behind the default group would run anything).
+        let id = config.upstreams.get(upstream).map_or("", |u| u.id.as_str());
+        return Err(GatewayError::RoleDenied(format!(
+            "server `{id}` through a plain route: use /mcp/{id}"
+        )));
     }
     let name = req.routing.name.map(mcp::stateless::decode_name);
     let name = name.as_ref().and_then(|n| n.as_deref());

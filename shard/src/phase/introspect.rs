@@ -61,8 +61,7 @@ pub async fn settle(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> Re
     let oauth2 = Some(AuthMethod::OAuth2);
     match asked {
         Ok(principal) => {
-            let principal = Rc::new(principal);
-            crate::auth::remember(&snap.auth, &token, principal.clone());
+            let principal = crate::auth::remember(&snap.auth, &token, principal);
             let again = with_head(conn, p.head_at, |head| {
                 let mut ctx = RequestCtx::again(head, shard, p.head_at, snap.clone());
                 super::authenticate::accepted(shard, &mut ctx, principal);
@@ -80,6 +79,8 @@ pub async fn settle(shard: &Rc<Shard>, conn: &mut Conn, mut p: RequestCtx) -> Re
             }
         }
         Err(introspect::Failed::Refused(failure)) => {
+            let capacity = snap.config.security.auth.token_cache_size;
+            crate::auth::remember_refusal(&snap.auth, &token, capacity);
             super::authenticate::count(shard, oauth2, Err(failure));
             p.action = Action::Reject(super::authenticate::refusal(&snap, failure));
             p

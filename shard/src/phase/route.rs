@@ -33,9 +33,11 @@ pub fn run<'r, 'h, 'b>(
         route,
         Route::Mcp { .. } | Route::Sse { .. } | Route::UnknownServer(_)
     );
+    let guarded = super::authenticate::needs_credentials(auth, path, &route);
     let step = match route {
-        // Behind credentials: answered by `authenticate` once they are checked.
-        Route::Local(_) if super::authenticate::needs_credentials(auth, path) => Step::Continue,
+        // Behind credentials: answered by `authenticate` once they are checked (so that
+        // nobody without them learns which pages or server ids exist).
+        Route::Local(_) | Route::UnknownServer(_) if guarded => Step::Continue,
         Route::Local(page) => Step::Answer(Action::Local(page)),
         Route::ServerOptions => Step::Answer(Action::ServerOptions),
         Route::UnknownServer(id) => {

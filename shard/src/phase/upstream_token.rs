@@ -43,7 +43,14 @@ pub async fn add(
             _ => None,
         }
     };
-    let (Some(principal), Some(subject)) = (ctx.principal.as_deref(), subject) else {
+    // Only the bearer token the principal was verified from is exchanged: not one sent
+    // beside an API key that decided who the client is.
+    let verified = |p: &&crate::auth::Principal| {
+        subject.as_deref().map(crate::auth::token_digest) == p.token_digest
+            && p.token_digest.is_some()
+    };
+    let (Some(principal), Some(subject)) = (ctx.principal.as_deref().filter(verified), subject)
+    else {
         return Err(GatewayError::Forbidden(
             "this server takes exchanged tokens: authenticate with a bearer token",
         ));
