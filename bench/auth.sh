@@ -3,13 +3,15 @@
 # authorization": API-key and HS256 JWT requests may cost at most 10% more CPU than the same
 # requests without authentication, in the same run).
 #
-# Starts 4 mock MCP servers (`mcp-gateway fleet`) and, in turn, three gateways on one shard
-# in front of them that differ only in `security.authentication`: off; on with one API key
-# (sent in X-API-Key); on with jwtSecret (an HS256 token, verified once per shard and then
-# served from the shard's token cache). Each runs alone on PROXY_CPU under the same wrk load
-# (POST of an MCP tools/call to `/`, bench/post.lua), ROUNDS times interleaved; CPU per
-# request is the gateway's utime+stime from /proc over the run / requests. Prints a table
-# with the mean per variant and its ratio to the plain run.
+# Starts 4 mock MCP servers (`mcp-gateway fleet`) and, in turn, gateways on one shard in
+# front of them that differ only in `security.authentication`, each under the same wrk load
+# (POST of an MCP tools/call to `/`, bench/post.lua) alone on PROXY_CPU, ROUNDS times
+# interleaved: the plain request with authentication off; the request with an API key
+# (X-API-Key) with authentication off and on (one key configured); the request with an
+# HS256 bearer token with authentication off and on (jwtSecret; verified once per shard,
+# then served from the shard's token cache). "The same requests without authentication" are
+# the `off` rows: the ratio column compares each `on` row with its `off` row. CPU per
+# request is the gateway's utime+stime from /proc over the run / requests.
 #
 # With CALLGRIND=1 each variant runs once under valgrind's callgrind instead (the epoll
 # driver: io_uring does not run under valgrind; wrk -c4): the table then shows instructions
@@ -17,7 +19,7 @@
 #
 # Usage: bench/auth.sh [--no-build]
 # Environment: DURATION (10), ROUNDS (3), CONNS (64), PROXY_CPU (0), LOAD_CPU (1),
-#   CALLGRIND (unset).
+#   CALLGRIND (unset), KEEP_TMP=1 keeps the configs, logs and callgrind files.
 
 set -euo pipefail
 export LC_ALL=C
@@ -36,7 +38,7 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$WORK"
+    if [[ -n ${KEEP_TMP:-} ]]; then echo "[bench] kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -84,7 +86,7 @@ JSON
 }
 
 header_of() {
-    case $1 in
+    case ${1%-off} in
         apikey) echo "X-API-Key: $API_KEY" ;;
         jwt) echo "Authorization: Bearer $JWT" ;;
         *) echo "" ;;
@@ -148,7 +150,7 @@ run() {
 
 declare -A SUM CNT REQ P99
 for round in $(seq "$ROUNDS"); do
-    for variant in none apikey jwt; do
+    for variant in none apikey-off apikey jwt-off jwt; do
         read -r requests cpu p99 < <(run "$variant")
         echo "[bench] round $round $variant: $requests requests, $cpu µs/req, p99 $p99" >&2
         SUM[$variant]=$(awk -v a="${SUM[$variant]:-0}" -v b="$cpu" 'BEGIN { print a + b }')
@@ -159,18 +161,23 @@ for round in $(seq "$ROUNDS"); do
 done
 
 mean() { awk -v s="${SUM[$1]}" -v n="${CNT[$1]}" 'BEGIN { printf "%.2f", s / n }'; }
-base=$(mean none)
 echo
 unit="CPU µs/req (mean)"
 [[ -n $CALLGRIND ]] && unit="instructions/req (callgrind)"
-echo "| variant (wrk -c$CONNS, 1 shard, ${ROUNDS}x${DURATION}s interleaved) | requests | $unit | vs no auth | p99 per round |"
+echo "| variant (wrk -c$CONNS, 1 shard, ${ROUNDS}x${DURATION}s interleaved) | requests | $unit | vs the same request, auth off | p99 per round |"
 echo "|---|---:|---:|---:|---|"
-for variant in none apikey jwt; do
-    label=$variant
-    [[ $variant == none ]] && label="no authentication"
-    [[ $variant == apikey ]] && label="API key (X-API-Key)"
-    [[ $variant == jwt ]] && label="HS256 JWT (cached per shard)"
+for variant in none apikey-off apikey jwt-off jwt; do
+    case $variant in
+        none) label="plain request, authentication off" ;;
+        apikey-off) label="with X-API-Key, authentication off" ;;
+        apikey) label="with X-API-Key, authentication on (API key)" ;;
+        jwt-off) label="with a bearer JWT, authentication off" ;;
+        jwt) label="with a bearer JWT, authentication on (HS256, cached per shard)" ;;
+    esac
     m=$(mean "$variant")
-    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%.3fx", a / b }')
+    same=none
+    [[ $variant == apikey ]] && same=apikey-off
+    [[ $variant == jwt ]] && same=jwt-off
+    ratio=$(awk -v a="$m" -v b="$(mean "$same")" 'BEGIN { printf "%.3fx", a / b }')
     echo "| $label | ${REQ[$variant]} | $m | $ratio | ${P99[$variant]} |"
 done

@@ -34,6 +34,9 @@ pub struct UpstreamTarget<'a> {
 /// `X-Auth-Subject`, `X-Auth-Method` and `X-Auth-Roles`.
 #[derive(Default)]
 pub struct Credentials<'a> {
+    /// Authentication is on: client-sent `X-Auth-*` headers are dropped.
+    pub enabled: bool,
+    /// The API-key header, when API keys are a method.
     pub api_key_header: Option<&'a str>,
     pub identity: Option<&'a Principal>,
 }
@@ -49,7 +52,10 @@ impl<'a> Credentials<'a> {
         }
         let identity = auth.forward_identity || upstream.credentials.identity;
         Credentials {
-            api_key_header: Some(auth.api_key_header.as_str()),
+            enabled: true,
+            api_key_header: auth
+                .accepts(mcp_gateway_config::AuthMethod::ApiKey)
+                .then_some(auth.api_key_header.as_str()),
             identity: principal.filter(|_| identity),
         }
     }
@@ -70,9 +76,13 @@ impl<'a> Credentials<'a> {
                     fold(x) == fold(y)
                 })
         };
-        self.api_key_header.is_some_and(|key| {
-            (!forward_auth && same(name, key)) || name.get(..7).is_some_and(|p| same(p, "x-auth-"))
-        })
+        if !self.enabled {
+            return false;
+        }
+        (!forward_auth && self.api_key_header.is_some_and(|key| same(name, key)))
+            || (name.len() > 7
+                && name.as_bytes()[0] | 0x20 == b'x'
+                && name.get(..7).is_some_and(|p| same(p, "x-auth-")))
     }
 }
 

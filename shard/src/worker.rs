@@ -248,6 +248,7 @@ async fn tick_loop(shard: Rc<Shard>, reports: Sender<MetricsDelta>, tick: Durati
             let snap = shard.snapshot();
             delta.generation = snap.generation;
             delta.key_misses = snap.auth.key_misses.take();
+            snap.auth.clock_ms.set(crate::auth::now_ms());
             delta
         };
         if reports.try_send(delta).is_err() {

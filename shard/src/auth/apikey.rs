@@ -1,13 +1,17 @@
-//! API keys: the key in `apiKeyHeader`, known to the gateway only by its SHA-256.
+//! API keys: the key in `apiKeyHeader`, known to the config only by its SHA-256.
 //!
-//! The presented key is hashed and the digest looked up. Timing can tell an attacker at
-//! most something about the digest of a guess they chose, which says nothing about any
+//! A key not seen before is hashed and the digest looked up. Timing can tell an attacker
+//! at most something about the digest of a guess they chose, which says nothing about any
 //! real key (SHA-256 is preimage resistant); the found entry is then compared in constant
-//! time all the same.
+//! time all the same. A key found valid is remembered by the shard (as the map's key, under
+//! its random-keyed SipHash: no guess can be aimed at it), so a client reusing it costs a
+//! lookup, not a SHA-256 (which measured +30% instructions per request). Only valid keys are
+//! remembered: the table is bounded by the keys configured.
 //!
-//! Owns: the per-shard table from digest to principal. Must not: see keys in clear (the
-//! config holds hashes only).
+//! Owns: the per-shard tables. Must not: be shared between shards, or outlive a reload (a
+//! removed key is forgotten with its generation).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -19,6 +23,8 @@ use super::AuthFailure;
 
 pub struct ApiKeys {
     by_digest: HashMap<[u8; 32], Rc<Principal>>,
+    /// Keys presented and found valid, as presented.
+    seen: RefCell<HashMap<Box<[u8]>, Rc<Principal>>>,
 }
 
 impl ApiKeys {
@@ -32,10 +38,22 @@ impl ApiKeys {
                 (k.sha256, Rc::new(principal))
             })
             .collect();
-        ApiKeys { by_digest }
+        ApiKeys {
+            by_digest,
+            seen: RefCell::new(HashMap::new()),
+        }
     }
 
     pub fn find(&self, key: &[u8]) -> Result<Rc<Principal>, AuthFailure> {
+        if let Some(principal) = self.seen.borrow().get(key) {
+            return Ok(principal.clone());
+        }
+        let principal = self.find_by_digest(key)?;
+        self.seen.borrow_mut().insert(key.into(), principal.clone());
+        Ok(principal)
+    }
+
+    fn find_by_digest(&self, key: &[u8]) -> Result<Rc<Principal>, AuthFailure> {
         let digest: [u8; 32] = Sha256::digest(key).into();
         let (stored, principal) = self
             .by_digest

@@ -239,6 +239,10 @@ pub struct ShardAuth {
     /// Opaque tokens an issuer refused lately (digest → until when, Unix ms): asked about
     /// again only after `REFUSAL_MEMORY_MS`, so garbage tokens cannot keep issuers busy.
     refused: RefCell<std::collections::HashMap<[u8; 32], u64>>,
+    /// Unix milliseconds as of the shard's last tick: what cached principals' expiry is
+    /// checked against (a clock read per request costs more than the lookup; a tick is far
+    /// inside any leeway).
+    pub clock_ms: std::cell::Cell<u64>,
     /// Key sources a token named an unknown `kid` of since the last tick (see
     /// [`key_source_bit`]); sent up with the metrics, so the management shard refreshes them.
     pub key_misses: std::cell::Cell<u64>,
@@ -263,6 +267,7 @@ impl ShardAuth {
             exchanged: exchange::ExchangeCache::new(auth.token_cache_size),
             refused: RefCell::new(std::collections::HashMap::new()),
             key_misses: std::cell::Cell::new(0),
+            clock_ms: std::cell::Cell::new(now_ms()),
         }
     }
 }
@@ -331,7 +336,10 @@ pub fn remember(state: &ShardAuth, token: &str, mut principal: Principal) -> Rc<
             .map_or(trust_until, |e| e.min(trust_until)),
     );
     let principal = Rc::new(principal);
-    state.cache.borrow_mut().insert(digest, principal.clone());
+    state
+        .cache
+        .borrow_mut()
+        .insert(token.as_bytes(), principal.clone());
     principal
 }
 
@@ -357,19 +365,18 @@ pub const INTROSPECTION_TRUST_MS: u64 = 60_000;
 
 /// The bearer token of a request, if it has one.
 pub fn bearer_of<'b>(head: &RequestHead<'_, 'b>) -> Option<&'b str> {
-    bearer_token(head)
+    bearer_token(head).and_then(|t| std::str::from_utf8(t).ok())
 }
 
 /// A bearer token's principal: from the shard's cache, or verified (by `oauth2` when its
 /// `iss` names a configured issuer and that method is on, else by `jwt`) and cached.
 fn bearer_principal(
-    token: &str,
+    raw: &[u8],
     config: &GatewayConfig,
     state: &ShardAuth,
 ) -> (Option<AuthMethod>, Verdict) {
     let auth = &config.security.auth;
-    let now = now_ms();
-    let digest = token_digest(token);
+    let ticked = state.clock_ms.get();
     let leeway = |method: AuthMethod| {
         match method {
             AuthMethod::OAuth2 => auth.oauth2.as_ref().map(|o| o.leeway),
@@ -378,12 +385,19 @@ fn bearer_principal(
         .unwrap_or_default()
         .as_millis() as u64
     };
-    let cached = state.cache.borrow().peek_method(&digest);
+    let cached = state.cache.borrow().peek_method(raw);
     if let Some(method) = cached {
-        if let Some(principal) = state.cache.borrow_mut().get(&digest, now, leeway(method)) {
+        if let Some(principal) = state.cache.borrow_mut().get(raw, ticked, leeway(method)) {
             return (Some(method), Verdict::Known(principal));
         }
     }
+    let now = now_ms();
+    let Ok(token) = std::str::from_utf8(raw) else {
+        return (None, Verdict::Refused(AuthFailure::Malformed));
+    };
+    // Not cached: the digest marks the principal as this token's (token exchange) and
+    // keys the memory of refusals.
+    let digest = token_digest(token);
     let opaque = || peek_claims(token).is_none() && oauth::introspecting_issuer(config).is_some();
     let oauth = auth.accepts(AuthMethod::OAuth2)
         && (!auth.accepts(AuthMethod::Jwt)
@@ -437,7 +451,10 @@ fn bearer_principal(
     let result = verified.map(|mut principal| {
         principal.token_digest = Some(digest);
         let principal = Rc::new(principal);
-        state.cache.borrow_mut().insert(digest, principal.clone());
+        state
+            .cache
+            .borrow_mut()
+            .insert(token.as_bytes(), principal.clone());
         principal
     });
     (Some(method), Verdict::of(result))
@@ -452,13 +469,14 @@ fn header<'b>(head: &RequestHead<'_, 'b>, name: &str) -> Option<&'b [u8]> {
 }
 
 /// `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 6750 §2.1).
-fn bearer_token<'b>(head: &RequestHead<'_, 'b>) -> Option<&'b str> {
+/// Bytes, not `str`: a cached token is found without validating it as UTF-8 first.
+fn bearer_token<'b>(head: &RequestHead<'_, 'b>) -> Option<&'b [u8]> {
     let value = header(head, "authorization")?;
     let (scheme, token) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;
     }
-    std::str::from_utf8(token).ok().map(str::trim)
+    Some(token.trim_ascii())
 }
 
 /// The unverified claims of a JWT (for choosing who verifies it), or `None`.
