@@ -1,5 +1,6 @@
-//! The JSON Web Key Sets the gateway fetches: each OAuth issuer's `jwksUrl` (HTTPS, or
-//! HTTP on loopback), fetched when a config is loaded, and key sources refreshed when a
+//! The JSON Web Key Sets the gateway fetches: each OAuth issuer's `jwksUrl` and the `jwt`
+//! method's (HTTPS, or HTTP on loopback; HMAC keys in them dropped), fetched when a config
+//! is loaded, and key sources refreshed when a
 //! token names a `kid` nobody knows (an issuer's URL again, or the `jwt` method's
 //! `jwksFile` read again), at most once a minute per source.
 //!
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use mcp_gateway_config::GatewayConfig;
 
 /// How long one fetch may take.
@@ -37,7 +38,11 @@ pub fn fetch(url: &str) -> Result<JwkSet, String> {
         .limit(MAX_JWKS_BYTES)
         .read_to_string()
         .map_err(|e| e.to_string())?;
-    mcp_gateway_config::parse_jwks(&text)
+    let mut set = mcp_gateway_config::parse_jwks(&text)?;
+    // A published key set holds no secrets: an HMAC key in it is one anyone can read.
+    set.keys
+        .retain(|k| !matches!(k.algorithm, AlgorithmParameters::OctetKey(_)));
+    Ok(set)
 }
 
 fn read_file(file: &str) -> Result<JwkSet, String> {
@@ -66,6 +71,16 @@ fn merged(base: Option<&JwkSet>, more: JwkSet) -> JwkSet {
 /// succeeds, and the rest of the config applies.
 pub fn fill(config: &mut GatewayConfig) -> Vec<String> {
     let mut warnings = Vec::new();
+    if let Some(jwt) = config.security.auth.jwt.as_mut() {
+        if let Some(url) = jwt.jwks_url.clone() {
+            match fetch(&url) {
+                Ok(set) => jwt.jwks = Some(merged(jwt.jwks.as_ref(), set)),
+                Err(e) => warnings.push(format!(
+                    "cannot fetch the JWT keys from {url}: {e}; tokens signed with them are refused until a fetch succeeds"
+                )),
+            }
+        }
+    }
     let Some(oauth) = config.security.auth.oauth2.as_mut() else {
         return warnings;
     };
@@ -91,17 +106,26 @@ fn refreshed(config: &GatewayConfig, bits: u64) -> Option<GatewayConfig> {
     let mut changed = false;
     if bits & 1 != 0 {
         if let Some(jwt) = next.security.auth.jwt.as_mut() {
-            if let Some(file) = &jwt.jwks_file {
-                match read_file(file) {
-                    Ok(set) if Some(&set) != jwt.jwks.as_ref() => {
-                        jwt.jwks = Some(set);
-                        changed = true;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(file = %file, error = %e, "cannot read the JWKS file again")
-                    }
-                }
+            // The file read again and the URL fetched again: a key dropped from both goes.
+            let file = jwt.jwks_file.as_ref().and_then(|file| {
+                read_file(file)
+                    .map_err(|e| tracing::warn!(file = %file, error = %e, "cannot read the JWKS file again"))
+                    .ok()
+            });
+            let fetched = jwt.jwks_url.as_ref().and_then(|url| {
+                fetch(url)
+                    .map_err(
+                        |e| tracing::warn!(url = %url, error = %e, "cannot fetch the JWT keys"),
+                    )
+                    .ok()
+            });
+            let set = match (file, fetched) {
+                (Some(file), Some(more)) => Some(merged(Some(&file), more)),
+                (one, other) => one.or(other),
+            };
+            if set.is_some() && set.as_ref() != jwt.jwks.as_ref() {
+                jwt.jwks = set;
+                changed = true;
             }
         }
     }

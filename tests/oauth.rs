@@ -377,3 +377,43 @@ fn upstreams_get_an_exchanged_token_never_the_clients() {
     assert_json_error(&get_with(&gw, "/x", &[("X-API-Key", API_KEY)]), 403);
     assert_eq!(search.request_count(), before);
 }
+
+#[test]
+fn the_jwt_method_takes_keys_from_a_url_without_its_hmac_keys() {
+    let dir = TempDir::new("jwt-url");
+    make_keys(dir.path());
+    let set = json!({"keys": [
+        rsa_jwk(dir.path(), "jwk", "k1"),
+        // A secret published by mistake: never a key to verify with.
+        {"kty": "oct", "kid": "k-oct", "k": base64url(b"published-secret-0123456789abcdef")}
+    ]});
+    let idp = Upstream::start(move |req, s| {
+        respond(
+            s,
+            req,
+            200,
+            &[("Content-Type", "application/json")],
+            set.to_string().as_bytes(),
+        );
+        Flow::Close
+    });
+    let up = upstream();
+    let c = auth_config(
+        &up,
+        dir.path(),
+        json!({"enabled": true, "methods": ["jwt"],
+               "jwt": {"jwksUrl": idp.url("/jwks"), "issuer": ISSUER, "audience": AUDIENCE}}),
+    );
+    let gw = Gateway::start(&c);
+    let rsa = EncodingKey::from_rsa_pem(&read(dir.path(), "jwk.pem")).expect("rsa");
+    let ok = claims(json!({}));
+    let call = |t: &str| get_with(&gw, "/x", &[("Authorization", &bearer(t))]).status;
+    assert_eq!(call(&sign(Algorithm::RS256, &rsa, &ok, Some("k1"))), 200);
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"published-secret-0123456789abcdef"),
+        &ok,
+        Some("k-oct"),
+    );
+    assert_eq!(call(&forged), 401);
+}

@@ -141,6 +141,8 @@ pub struct JwtSettings {
     pub jwks: Option<JwkSet>,
     /// Where `jwks` was read from: read again when a token names an unknown `kid`.
     pub jwks_file: Option<String>,
+    /// Where more keys are fetched from (merged into `jwks` by the loader).
+    pub jwks_url: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Allowed `alg` names (`HS256`, ...); every family the keys can verify when unset.

@@ -70,6 +70,9 @@ pub struct JwtSection {
     pub public_keys: Vec<String>,
     /// A JSON Web Key Set file.
     pub jwks_file: Option<String>,
+    /// A JSON Web Key Set URL (https, or http on loopback), fetched at load and when a
+    /// token names an unknown `kid` (at most once a minute).
+    pub jwks_url: Option<String>,
     /// `iss` tokens must carry, when set.
     pub issuer: Option<String>,
     /// `aud` tokens must name, when set.
@@ -89,6 +92,7 @@ impl Default for JwtSection {
         JwtSection {
             public_keys: Vec::new(),
             jwks_file: None,
+            jwks_url: None,
             issuer: None,
             audience: None,
             algorithms: Vec::new(),

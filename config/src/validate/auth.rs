@@ -394,6 +394,9 @@ fn check_jwt(
         .jwks_file
         .as_ref()
         .and_then(|file| read_jwks(&format!("{path}.jwksFile"), file, errors));
+    if let Some(url) = &jwt.jwks_url {
+        check_https(&format!("{path}.jwksUrl"), url, errors);
+    }
     let algorithms = check_algorithms(&format!("{path}.algorithms"), &jwt.algorithms, errors);
     check_claim_names(&path, jwt, errors);
     in_range(
@@ -403,7 +406,7 @@ fn check_jwt(
         0,
         MAX_INTERVAL_MS,
     );
-    if secret.is_none() && public_keys.is_empty() && jwks.is_none() {
+    if secret.is_none() && public_keys.is_empty() && jwks.is_none() && jwt.jwks_url.is_none() {
         return None;
     }
     Some(JwtSettings {
@@ -411,6 +414,7 @@ fn check_jwt(
         public_keys,
         jwks,
         jwks_file: jwt.jwks_file.clone(),
+        jwks_url: jwt.jwks_url.clone(),
         issuer: jwt.issuer.clone().filter(|s| !s.is_empty()),
         audience: jwt.audience.clone().filter(|s| !s.is_empty()),
         algorithms,

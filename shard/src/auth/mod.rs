@@ -442,7 +442,11 @@ fn bearer_principal(
             AuthMethod::OAuth2 => oauth::issuer_of(token, config),
             _ => None,
         };
-        let sourced = issuer.is_some() || auth.jwt.as_ref().is_some_and(|j| j.jwks_file.is_some());
+        let sourced = issuer.is_some()
+            || auth
+                .jwt
+                .as_ref()
+                .is_some_and(|j| j.jwks_file.is_some() || j.jwks_url.is_some());
         if sourced {
             let bit = key_source_bit(issuer);
             state.key_misses.set(state.key_misses.get() | bit);
