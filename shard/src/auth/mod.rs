@@ -327,14 +327,23 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 /// Remembers a principal an introspection vouched for (marked as that token's), until its
 /// token expires or `INTROSPECTION_TRUST_MS` passes, whichever comes first.
 pub fn remember(state: &ShardAuth, token: &str, mut principal: Principal) -> Rc<Principal> {
-    let digest = token_digest(token);
-    principal.token_digest = Some(digest);
     let trust_until = now_ms() + INTROSPECTION_TRUST_MS;
     principal.expires_ms = Some(
         principal
             .expires_ms
             .map_or(trust_until, |e| e.min(trust_until)),
     );
+    cache_principal(state, token, token_digest(token), principal)
+}
+
+/// Marks a verified principal as `token`'s and keeps it in the shard's cache.
+fn cache_principal(
+    state: &ShardAuth,
+    token: &str,
+    digest: [u8; 32],
+    mut principal: Principal,
+) -> Rc<Principal> {
+    principal.token_digest = Some(digest);
     let principal = Rc::new(principal);
     state
         .cache
@@ -452,15 +461,7 @@ fn bearer_principal(
             state.key_misses.set(state.key_misses.get() | bit);
         }
     }
-    let result = verified.map(|mut principal| {
-        principal.token_digest = Some(digest);
-        let principal = Rc::new(principal);
-        state
-            .cache
-            .borrow_mut()
-            .insert(token.as_bytes(), principal.clone());
-        principal
-    });
+    let result = verified.map(|principal| cache_principal(state, token, digest, principal));
     (Some(method), Verdict::of(result))
 }
 
