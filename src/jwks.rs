@@ -25,12 +25,21 @@ const MAX_JWKS_BYTES: u64 = 1024 * 1024;
 /// A source is fetched again at most this often.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Fetches one key set.
-pub fn fetch(url: &str) -> Result<JwkSet, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .build()
-        .into();
+/// Fetches one key set; over https, trusting `ca_certs` (DER) instead of the Mozilla roots
+/// when given.
+pub fn fetch(url: &str, ca_certs: Option<&[Vec<u8>]>) -> Result<JwkSet, String> {
+    let mut config = ureq::Agent::config_builder().timeout_global(Some(FETCH_TIMEOUT));
+    if let Some(certs) = ca_certs {
+        let roots: Vec<ureq::tls::Certificate<'static>> = certs
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .build();
+        config = config.tls_config(tls);
+    }
+    let agent: ureq::Agent = config.build().into();
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
     let text = response
         .body_mut()
@@ -73,7 +82,7 @@ pub fn fill(config: &mut GatewayConfig) -> Vec<String> {
     let mut warnings = Vec::new();
     if let Some(jwt) = config.security.auth.jwt.as_mut() {
         if let Some(url) = jwt.jwks_url.clone() {
-            match fetch(&url) {
+            match fetch(&url, None) {
                 Ok(set) => jwt.jwks = Some(merged(jwt.jwks.as_ref(), set)),
                 Err(e) => warnings.push(format!(
                     "cannot fetch the JWT keys from {url}: {e}; tokens signed with them are refused until a fetch succeeds"
@@ -88,7 +97,7 @@ pub fn fill(config: &mut GatewayConfig) -> Vec<String> {
         let Some(url) = issuer.jwks_url.clone() else {
             continue;
         };
-        match fetch(&url) {
+        match fetch(&url, issuer.ca_certs.as_deref()) {
             Ok(set) => issuer.jwks = Some(merged(issuer.jwks.as_ref(), set)),
             Err(e) => warnings.push(format!(
                 "cannot fetch the keys of issuer {} from {url}: {e}; its tokens are refused until a fetch succeeds",
@@ -113,7 +122,7 @@ fn refreshed(config: &GatewayConfig, bits: u64) -> Option<GatewayConfig> {
                     .ok()
             });
             let fetched = jwt.jwks_url.as_ref().and_then(|url| {
-                fetch(url)
+                fetch(url, None)
                     .map_err(
                         |e| tracing::warn!(url = %url, error = %e, "cannot fetch the JWT keys"),
                     )
@@ -139,7 +148,7 @@ fn refreshed(config: &GatewayConfig, bits: u64) -> Option<GatewayConfig> {
             };
             // The file's keys (read again) and the URL's: a key the issuer dropped goes.
             let file = issuer.jwks_file.as_deref().and_then(|f| read_file(f).ok());
-            match fetch(&url) {
+            match fetch(&url, issuer.ca_certs.as_deref()) {
                 Ok(set) => {
                     let set = merged(file.as_ref(), set);
                     if Some(&set) != issuer.jwks.as_ref() {

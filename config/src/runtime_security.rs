@@ -197,6 +197,8 @@ pub struct OAuthIssuer {
     pub introspection: Option<Outbound>,
     /// Where token exchanges go (resolved at load time).
     pub token_endpoint: Option<Outbound>,
+    /// `caFile`'s certificates (DER), trusted instead of the Mozilla roots.
+    pub ca_certs: Option<Vec<Vec<u8>>>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }

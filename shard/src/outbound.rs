@@ -21,10 +21,19 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// The TLS settings of outbound calls: the Mozilla root certificates, ring's algorithms.
-pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS settings of outbound calls: these CA certificates (DER), else the Mozilla
+/// roots; ring's algorithms.
+pub fn tls_config(ca_certs: Option<&[Vec<u8>]>) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    match ca_certs {
+        Some(certs) => {
+            for der in certs {
+                let cert = rustls::pki_types::CertificateDer::from(der.clone());
+                roots.add(cert).map_err(|e| e.to_string())?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
     // ring, not aws-lc-rs: the shards link ring already (session tokens), and ureq uses it.
     #[allow(deprecated)]
     let provider = rustls::crypto::ring::default_provider();
@@ -156,6 +165,7 @@ mod tests {
         assert_eq!(answer.map(|a| a.body), Some(b"{}".to_vec()));
         assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}"));
         assert!(parse(b"garbage").is_err());
-        assert!(tls_config().is_ok());
+        assert!(tls_config(None).is_ok());
+        assert!(tls_config(Some(&[b"not a certificate".to_vec()])).is_err());
     }
 }

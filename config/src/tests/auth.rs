@@ -217,3 +217,29 @@ fn public_paths_are_not_reached_through_dot_segments_or_encodings() {
         assert!(!auth.is_public(path), "{path}");
     }
 }
+
+#[test]
+fn an_issuer_ca_file_must_hold_certificates() {
+    let dir = std::env::temp_dir().join(format!("gw-ca-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let bad = dir.join("bad.pem");
+    let _ = std::fs::write(&bad, "not a certificate");
+    let text = with_security(&format!(
+        r#"{{"authentication": {{"enabled": true, "methods": ["oauth2"],
+            "oauth2": {{"issuers": [{{"issuer": "https://idp.example", "jwksUrl": "https://idp.example/jwks",
+                                     "caFile": "{}"}}, {{"issuer": "https://b.example", "jwksUrl": "https://b.example/k",
+                                     "caFile": "/nonexistent/ca.pem"}}],
+                       "resource": "https://gw.example"}}}}}}"#,
+        bad.display()
+    ));
+    let found = errors(parse(&text));
+    assert!(
+        found.iter().any(
+            |e| e.starts_with("security.authentication.oauth2.issuers[0].caFile: ")
+                && e.contains("holds no PEM certificate")
+        ),
+        "{found:#?}"
+    );
+    assert!(found.iter().any(|e| e.starts_with("security.authentication.oauth2.issuers[1].caFile: cannot read")), "{found:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

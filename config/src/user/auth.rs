@@ -140,6 +140,9 @@ pub struct OAuthIssuerEntry {
     pub introspection_url: Option<String>,
     /// Its token endpoint, for token exchange (RFC 8693).
     pub token_endpoint: Option<String>,
+    /// PEM CA certificates to trust for this issuer's https endpoints instead of the
+    /// Mozilla roots (a private CA).
+    pub ca_file: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }

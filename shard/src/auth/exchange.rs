@@ -96,7 +96,8 @@ pub async fn token_for(
     if let Some(scope) = &exchange.scope {
         body.push_str(&format!("&scope={}", form(scope)));
     }
-    let answer = post_form(issuer, issuer.token_endpoint.as_ref(), keys, &body).await?;
+    let endpoint = issuer.token_endpoint.as_ref();
+    let answer = post_form((exchange.issuer, issuer), endpoint, keys, &body).await?;
     match answer.status {
         200 => {}
         // invalid_grant, unauthorized_client, invalid_target: the issuer will not let this

@@ -52,7 +52,7 @@ pub async fn introspect(
         .ok_or_else(|| unavailable("no such issuer"))?;
     let body = format!("token={}&token_type_hint=access_token", form(token));
     let endpoint = issuer.introspection.as_ref();
-    let answer = post_form(issuer, endpoint, keys, &body).await?;
+    let answer = post_form((index, issuer), endpoint, keys, &body).await?;
     if answer.status != 200 {
         return Err(Failed::Unavailable(format!(
             "introspection answered {}",
@@ -81,7 +81,7 @@ pub async fn introspect(
 
 /// POSTs a form to one of `issuer`'s endpoints, as the gateway's own client.
 pub async fn post_form(
-    issuer: &OAuthIssuer,
+    (index, issuer): (usize, &OAuthIssuer),
     endpoint: Option<&Outbound>,
     keys: &AuthKeys,
     body: &str,
@@ -89,8 +89,9 @@ pub async fn post_form(
     let unavailable = |why: &str| Failed::Unavailable(why.to_string());
     let to = endpoint.ok_or_else(|| unavailable("no such endpoint"))?;
     let tls = keys
-        .outbound_tls
-        .as_ref()
+        .issuer_tls
+        .get(index)
+        .and_then(Option::as_ref)
         .ok_or_else(|| unavailable("no TLS client"))?;
     crate::outbound::post(
         to,

@@ -165,8 +165,9 @@ pub struct AuthKeys {
     pub challenges: Vec<String>,
     /// RFC 9728 metadata (JSON), when OAuth is configured.
     pub resource_metadata: Option<Vec<u8>>,
-    /// TLS settings of introspection calls, when an issuer has an endpoint.
-    pub outbound_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Per OAuth issuer, the TLS settings of calls to it (introspection, token exchange):
+    /// its `caFile`, else the Mozilla roots; `None` when it has no endpoint shards call.
+    pub issuer_tls: Vec<Option<Arc<rustls::ClientConfig>>>,
 }
 
 impl std::fmt::Debug for AuthKeys {
@@ -196,13 +197,11 @@ impl AuthKeys {
             oauth,
             challenges: challenges(auth),
             resource_metadata: auth.oauth2.as_ref().map(oauth::resource_metadata),
-            outbound_tls: oauth::calls_out(config)
-                .then(|| {
-                    crate::outbound::tls_config()
-                        .map_err(|e| tracing::error!(error = %e, "no TLS client for issuers"))
-                        .ok()
-                })
-                .flatten(),
+            issuer_tls: auth
+                .oauth2
+                .as_ref()
+                .map(|o| o.issuers.iter().map(oauth::issuer_tls).collect())
+                .unwrap_or_default(),
         }
     }
 }

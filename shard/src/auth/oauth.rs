@@ -42,13 +42,15 @@ const ASYMMETRIC: [jsonwebtoken::Algorithm; 9] = [
     jsonwebtoken::Algorithm::EdDSA,
 ];
 
-/// Whether shards call issuers (introspection, token exchange).
-pub fn calls_out(config: &GatewayConfig) -> bool {
-    config.security.auth.oauth2.as_ref().is_some_and(|o| {
-        o.issuers
-            .iter()
-            .any(|i| i.introspection.is_some() || i.token_endpoint.is_some())
-    })
+/// The TLS settings of calls to `issuer`, when shards call it (introspection, token
+/// exchange).
+pub fn issuer_tls(issuer: &OAuthIssuer) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    if issuer.introspection.is_none() && issuer.token_endpoint.is_none() {
+        return None;
+    }
+    crate::outbound::tls_config(issuer.ca_certs.as_deref())
+        .map_err(|e| tracing::error!(issuer = %issuer.issuer, error = %e, "no TLS client for the issuer"))
+        .ok()
 }
 
 /// The issuer asked about opaque tokens: the first with an introspection endpoint.

@@ -70,6 +70,10 @@ pub(super) fn check_oauth2(
                 "token exchange needs `clientId` and `clientSecret` (the gateway authenticates)",
             ));
         }
+        let ca_certs = entry
+            .ca_file
+            .as_ref()
+            .and_then(|file| read_ca(&format!("{at}.caFile"), file, errors));
         issuers.push(OAuthIssuer {
             issuer: entry.issuer.clone(),
             jwks_url: entry.jwks_url.clone(),
@@ -77,6 +81,7 @@ pub(super) fn check_oauth2(
             jwks,
             introspection_url: entry.introspection_url.clone(),
             introspection,
+            ca_certs,
             token_endpoint,
             client_id: entry.client_id.clone(),
             client_secret: entry.client_secret.clone(),
@@ -115,6 +120,32 @@ pub(super) fn check_oauth2(
         leeway: millis(jwt.leeway),
         claims: claim_names(jwt),
     })
+}
+
+/// The certificates of a PEM CA file, as DER.
+fn read_ca(path: &str, file: &str, errors: &mut Vec<ConfigError>) -> Option<Vec<Vec<u8>>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem = match std::fs::read(file) {
+        Ok(pem) => pem,
+        Err(e) => {
+            errors.push(ConfigError::new(path, format!("cannot read `{file}`: {e}")));
+            return None;
+        }
+    };
+    let certs: Result<Vec<Vec<u8>>, _> = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.as_ref().to_vec()))
+        .collect();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Some(certs),
+        _ => {
+            errors.push(
+                ConfigError::new(path, format!("`{file}` holds no PEM certificate"))
+                    .with_allowed("one or more -----BEGIN CERTIFICATE----- blocks"),
+            );
+            None
+        }
+    }
 }
 
 /// An `http(s)://host[:port]/path` URL the shards call, its host resolved now.
