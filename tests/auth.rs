@@ -409,3 +409,46 @@ fn a_role_narrowed_to_some_calls_cannot_use_a_plain_route() {
     assert_eq!(up.request_count(), 0);
     assert_eq!(call("ops-key-0123456789abcdef").status, 200);
 }
+
+#[test]
+fn forward_auth_passes_only_the_credential_that_authenticated_once() {
+    let up = upstream();
+    let mut c = config(json!([{"id": "a", "url": up.url(""), "forwardAuth": true}]));
+    c["security"] = json!({"authentication": {
+        "enabled": true,
+        "methods": ["jwt", "apikey"],
+        "apiKeys": [{"name": "ci", "keyHash": key_hash(API_KEY)}],
+        "jwtSecret": SECRET
+    }});
+    let gw = Gateway::start(&c);
+    let jwt = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &claims(json!({})),
+        None,
+    );
+    let bearer_jwt = bearer(&jwt);
+
+    // The bearer token decided: it goes once (the copy checked), the key header stays here.
+    let r = get_with(
+        &gw,
+        "/x",
+        &[
+            ("Authorization", &bearer_jwt),
+            ("Authorization", "Bearer evil"),
+            ("X-API-Key", "unchecked"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = up.requests().pop().expect("upstream request");
+    assert_eq!(seen.header_count("authorization"), 1, "{seen:?}");
+    assert_eq!(seen.header("authorization"), Some(bearer_jwt.as_str()));
+    assert_eq!(seen.header("x-api-key"), None);
+
+    // An API key decided: it goes (`jwt` comes first in `methods`, so a bearer token sent
+    // beside it would have decided instead).
+    let r = get_with(&gw, "/x", &[("X-API-Key", API_KEY)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = up.requests().pop().expect("upstream request");
+    assert_eq!(seen.header("x-api-key"), Some(API_KEY));
+}

@@ -29,9 +29,10 @@ pub struct UpstreamTarget<'a> {
 }
 
 /// With authentication on: the API-key header is kept back like `Authorization` (unless
-/// the server has `forwardAuth`), client-sent `X-Auth-*` headers are always dropped (no
-/// client may pose as someone), and with `forwardIdentity` the principal is sent as
-/// `X-Auth-Subject`, `X-Auth-Method` and `X-Auth-Roles`.
+/// the server has `forwardAuth`: then only the credential that authenticated goes, once),
+/// client-sent `X-Auth-*` headers are always dropped (no client may pose as someone), and
+/// with `forwardIdentity` the principal is sent as `X-Auth-Subject`, `X-Auth-Method` and
+/// `X-Auth-Roles`.
 #[derive(Default)]
 pub struct Credentials<'a> {
     /// Authentication is on: client-sent `X-Auth-*` headers are dropped.
@@ -39,6 +40,8 @@ pub struct Credentials<'a> {
     /// The API-key header, when API keys are a method.
     pub api_key_header: Option<&'a str>,
     pub identity: Option<&'a Principal>,
+    /// The method that authenticated the request, if any.
+    pub authenticated_by: Option<mcp_gateway_config::AuthMethod>,
 }
 
 impl<'a> Credentials<'a> {
@@ -57,6 +60,7 @@ impl<'a> Credentials<'a> {
                 .accepts(mcp_gateway_config::AuthMethod::ApiKey)
                 .then_some(auth.api_key_header.as_str()),
             identity: principal.filter(|_| identity),
+            authenticated_by: principal.map(|p| p.method),
         }
     }
 
@@ -79,7 +83,14 @@ impl<'a> Credentials<'a> {
         if !self.enabled {
             return false;
         }
-        (!forward_auth && self.api_key_header.is_some_and(|key| same(name, key)))
+        use mcp_gateway_config::AuthMethod::ApiKey;
+        let by_key = self.authenticated_by == Some(ApiKey);
+        let by_bearer = self.authenticated_by.is_some() && !by_key;
+        let is_key = self.api_key_header.is_some_and(|key| same(name, key));
+        // With `forwardAuth`, the credential that did not authenticate stays here too: an
+        // upstream must not act on one the gateway never checked.
+        (is_key && (!forward_auth || by_bearer))
+            || (forward_auth && by_key && name.eq_ignore_ascii_case("authorization"))
             || (name.len() > 7
                 && name.as_bytes()[0] | 0x20 == b'x'
                 && name.get(..7).is_some_and(|p| same(p, "x-auth-")))
@@ -115,6 +126,8 @@ pub fn write_upstream_head(
         b" HTTP/1.1\r\n"
     });
     encode::header(out, "Host", upstream.authority.as_bytes());
+    // [API-key header, Authorization]: whether the next copy is the first.
+    let mut first_credential = [true, true];
     for h in head.headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host")
@@ -132,6 +145,10 @@ pub fn write_upstream_head(
             || upstream.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
             || to.edits.is_some_and(|e| e.removes(name))
             || to.credentials.drops(name, upstream.forward_auth)
+            // A credential passed on goes once: the copy the gateway checked, the first.
+            || (to.credentials.enabled
+                && is_credential(name, to.credentials.api_key_header)
+                && !std::mem::replace(&mut first_credential[usize::from(is_authorization(name))], false))
         {
             continue;
         }
@@ -184,6 +201,14 @@ pub fn write_upstream_head(
     }
     encode::header(out, "X-Request-Id", request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+fn is_authorization(name: &str) -> bool {
+    name.eq_ignore_ascii_case("authorization")
+}
+
+fn is_credential(name: &str, api_key_header: Option<&str>) -> bool {
+    is_authorization(name) || api_key_header.is_some_and(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// The headers that say how the request reached the gateway.
