@@ -139,6 +139,7 @@ pub fn to_runtime(user: &UserConfig, checked: Checked) -> GatewayConfig {
             auth: checked.security.auth,
             rbac: checked.security.rbac,
             headers: checked.security.headers,
+            ddos: checked.security.ddos,
         },
         upstream_idle_timeout: millis(user.upstream.idle_timeout),
     }

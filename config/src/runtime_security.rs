@@ -20,6 +20,22 @@ pub struct Security {
     pub auth: Authentication,
     pub rbac: Rbac,
     pub headers: SecurityHeaders,
+    pub ddos: Ddos,
+}
+
+/// `security.ddos`: addresses refused at accept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ddos {
+    pub deny: Vec<crate::runtime::IpBlock>,
+    pub allow: Vec<crate::runtime::IpBlock>,
+}
+
+impl Ddos {
+    /// Whether a connection from `ip` is closed at accept: in a `deny` block and in no
+    /// `allow` one.
+    pub fn refuses(&self, ip: std::net::IpAddr) -> bool {
+        self.deny.iter().any(|b| b.contains(ip)) && !self.allow.iter().any(|b| b.contains(ip))
+    }
 }
 
 /// A way a request proves who sent it.

@@ -37,6 +37,8 @@ const STRING_ARRAYS: &[&str] = &[
     "security.authentication.oauth2.scopesSupported",
     "security.authentication.oauth2.requiredScopes",
     "security.rbac.defaultRoles",
+    "security.ddos.deny",
+    "security.ddos.allow",
     "security.rbac.roles{}[].servers",
     "security.rbac.roles{}[].allow",
 ];

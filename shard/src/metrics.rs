@@ -37,6 +37,8 @@ pub struct Counters {
     pub bytes_out: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
+    /// Connections closed at accept (`security.ddos.deny`).
+    pub connections_denied: u64,
     pub upstream_connects: u64,
     pub upstream_reuses: u64,
     pub upstream_retries: u64,
@@ -75,6 +77,7 @@ impl Counters {
         self.bytes_out += o.bytes_out;
         self.connections_opened += o.connections_opened;
         self.connections_closed += o.connections_closed;
+        self.connections_denied += o.connections_denied;
         self.upstream_connects += o.upstream_connects;
         self.upstream_reuses += o.upstream_reuses;
         self.upstream_retries += o.upstream_retries;
@@ -250,6 +253,10 @@ impl ShardMetrics {
 
     pub fn connection_opened(&mut self) {
         self.delta.counts.connections_opened += 1;
+    }
+
+    pub fn connection_denied(&mut self) {
+        self.delta.counts.connections_denied += 1;
     }
 
     pub fn connection_closed(&mut self) {

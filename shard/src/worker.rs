@@ -126,6 +126,12 @@ async fn shard_main(spec: ShardSpec) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                if shard.snapshot().config.security.ddos.refuses(peer.ip()) {
+                    // Closed before a byte is read or written: nothing to learn from here.
+                    shard.metrics.borrow_mut().connection_denied();
+                    drop(stream);
+                    continue;
+                }
                 let refuse = std::mem::take(&mut accept_errors.refuse_next);
                 if refuse {
                     accept_errors.keep_reserve();

@@ -318,6 +318,11 @@ fn metrics(state: &State) -> String {
         t.counts.connections_opened,
     );
     counter(
+        "mcp_gateway_connections_denied_total",
+        "Client connections closed at accept: from a `security.ddos.deny` block.",
+        t.counts.connections_denied,
+    );
+    counter(
         "mcp_gateway_upstream_connections_opened_total",
         "New upstream connections.",
         t.counts.upstream_connects,

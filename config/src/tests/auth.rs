@@ -243,3 +243,21 @@ fn an_issuer_ca_file_must_hold_certificates() {
     assert!(found.iter().any(|e| e.starts_with("security.authentication.oauth2.issuers[1].caFile: cannot read")), "{found:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ddos_lists_take_addresses_and_blocks() {
+    let text = with_security(
+        r#"{"ddos": {"deny": ["203.0.113.0/24", "nope", "10.0.0.0/33"], "allow": ["::1"]}}"#,
+    );
+    let found = errors(parse(&text));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with("security.ddos.deny[1]: `nope` is not an IP address or CIDR block"),
+        "{found:#?}"
+    );
+    let ok = with_security(r#"{"ddos": {"deny": ["203.0.113.0/24"], "allow": ["203.0.113.7"]}}"#);
+    let ddos = loaded(parse(&ok)).security.ddos;
+    assert!(ddos.refuses("203.0.113.9".parse().expect("ip")));
+    assert!(!ddos.refuses("203.0.113.7".parse().expect("ip")));
+    assert!(!ddos.refuses("198.51.100.1".parse().expect("ip")));
+}

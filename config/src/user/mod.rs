@@ -26,7 +26,7 @@ pub use auth::{
     OAuthIssuerEntry, RbacSection, RoleRuleEntry,
 };
 pub use cache::{CacheLayers, CacheSection, FileLayer, MemoryLayer, RedisLayer};
-pub use security::{RateLimitSection, SecuritySection};
+pub use security::{DdosSection, RateLimitSection, SecuritySection};
 pub use sessions::SessionsSection;
 pub use upstream::{HealthCheckSection, UpstreamSection, UpstreamServer};
 

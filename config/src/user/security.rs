@@ -16,9 +16,21 @@ pub struct SecuritySection {
     pub rbac: RbacSection,
     pub headers: HeadersSection,
     pub rate_limit: RateLimitSection,
+    pub ddos: DdosSection,
     /// `"*"` or `http(s)://host[:port]` each. Empty: the `Origin` header is only checked on
     /// loopback listeners, where only localhost origins are allowed.
     pub allowed_origins: Vec<String>,
+}
+
+/// `security.ddos`: who may connect at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct DdosSection {
+    /// Addresses or CIDR blocks whose connections are closed at accept, before a byte is
+    /// read or written.
+    pub deny: Vec<String>,
+    /// Addresses or blocks always admitted, even inside a `deny` block.
+    pub allow: Vec<String>,
 }
 
 /// `security.rateLimit`.

@@ -91,7 +91,11 @@ pub fn validate(
     let security = auth::check(user, env, &mut errors);
     let allowed_origins = check_origins(&user.security.allowed_origins, &mut errors);
     let redis = check_sessions(user, &mut errors);
-    let trusted_proxies = check_trusted_proxies(&user.server.trusted_proxies, &mut errors);
+    let trusted_proxies = ip_blocks(
+        "server.trustedProxies",
+        &user.server.trusted_proxies,
+        &mut errors,
+    );
     in_range(
         &mut errors,
         "upstream.idleTimeout",
@@ -292,13 +296,18 @@ fn check_monitoring(user: &UserConfig, errors: &mut Vec<ConfigError>) -> Option<
 /// The management port is loopback-only unless configured otherwise.
 const DEFAULT_MANAGEMENT_HOST: &str = "127.0.0.1";
 
-fn check_trusted_proxies(entries: &[String], errors: &mut Vec<ConfigError>) -> Vec<IpBlock> {
+/// A list of addresses and CIDR blocks at `at`.
+pub(crate) fn ip_blocks(
+    at: &str,
+    entries: &[String],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<IpBlock> {
     let mut blocks = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         match IpBlock::parse(entry) {
             Some(block) => blocks.push(block),
             None => {
-                let path = format!("server.trustedProxies[{i}]");
+                let path = format!("{at}[{i}]");
                 let message = format!("`{entry}` is not an IP address or CIDR block");
                 errors.push(
                     ConfigError::new(path, message)

@@ -44,6 +44,7 @@ pub struct CheckedSecurity {
     pub auth: Authentication,
     pub rbac: Rbac,
     pub headers: SecurityHeaders,
+    pub ddos: crate::runtime_security::Ddos,
     pub warnings: Vec<ConfigError>,
 }
 
@@ -120,8 +121,14 @@ pub fn check(
     }
     let headers = check_headers(&user.security.headers, errors);
     let credentials = check_credentials(user, &auth, errors);
+    let ddos = &user.security.ddos;
+    let ddos = crate::runtime_security::Ddos {
+        deny: super::ip_blocks("security.ddos.deny", &ddos.deny, errors),
+        allow: super::ip_blocks("security.ddos.allow", &ddos.allow, errors),
+    };
     CheckedSecurity {
         credentials,
+        ddos,
         auth,
         rbac,
         headers,
