@@ -1,6 +1,7 @@
 //! `security.ddos` at accept: a connection from a denied block is closed before a byte is
 //! read or written, an `allow` entry inside the block still gets in, other addresses are
-//! served, the lists follow a reload, and refusals are counted.
+//! served, the lists follow a reload, and refusals are counted; `maxConnectionsPerIp` holds
+//! one address to its cap across the shards while another is served.
 
 mod common;
 
@@ -51,7 +52,8 @@ fn denied_blocks_get_no_byte_and_allowed_addresses_get_in() {
 
     let denied = eventually(Duration::from_secs(5), || {
         let page = Client::connect(gw.mgmt_addr()).get("/metrics").text();
-        metric_value(&page, "mcp_gateway_connections_denied_total").filter(|n| *n >= 1.0)
+        let series = "mcp_gateway_connections_refused_total{reason=\"denied\"}";
+        metric_value(&page, series).filter(|n| *n >= 1.0)
     });
     assert!(denied.is_some(), "denied connections are counted");
 
@@ -67,5 +69,48 @@ fn denied_blocks_get_no_byte_and_allowed_addresses_get_in() {
     assert!(
         served.is_some(),
         "a reload that drops the block lets the client in"
+    );
+}
+
+#[test]
+fn one_address_is_held_to_its_connection_cap_across_shards() {
+    let up = Upstream::fixed("ok");
+    let mut c = config(json!([server("a", &up.url(""))]));
+    c["security"] = json!({"ddos": {"maxConnectionsPerIp": 10}});
+    let gw = Gateway::start(&c);
+    let to = gw.data_addr();
+    // 30 connections held open from one address, over both shards: 10 are served.
+    let mut held = Vec::new();
+    let mut served = 0;
+    for _ in 0..30 {
+        let mut s = connect_from("127.0.0.3", to);
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = [0u8; 12];
+        if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
+            served += 1;
+        }
+        held.push(s);
+    }
+    assert_eq!(served, 10, "served from one address");
+    assert!(
+        ask("127.0.0.4", to).starts_with(b"HTTP/1.1 200"),
+        "another address is served"
+    );
+    let refused = eventually(Duration::from_secs(5), || {
+        let page = Client::connect(gw.mgmt_addr()).get("/metrics").text();
+        let series = "mcp_gateway_connections_refused_total{reason=\"per_ip_cap\"}";
+        metric_value(&page, series).filter(|n| *n >= 20.0)
+    });
+    assert!(refused.is_some(), "refusals counted");
+    // Closed connections give their places back.
+    drop(held);
+    let back = eventually(Duration::from_secs(5), || {
+        ask("127.0.0.3", to)
+            .starts_with(b"HTTP/1.1 200")
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the address is served again once its connections closed"
     );
 }

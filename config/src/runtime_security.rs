@@ -28,9 +28,16 @@ pub struct Security {
 pub struct Ddos {
     pub deny: Vec<crate::runtime::IpBlock>,
     pub allow: Vec<crate::runtime::IpBlock>,
+    /// Open connections one address may hold (0: no cap); `allow` addresses are not capped.
+    pub max_connections_per_ip: usize,
 }
 
 impl Ddos {
+    /// Whether `ip` is in an `allow` block.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.allow.iter().any(|b| b.contains(ip))
+    }
+
     /// Whether a connection from `ip` is closed at accept: in a `deny` block and in no
     /// `allow` one.
     pub fn refuses(&self, ip: std::net::IpAddr) -> bool {

@@ -7,6 +7,7 @@
 // One audited exception: `socket`, the raw socket calls monoio does not expose.
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod answer;
 pub mod auth;
 pub mod balancer;

@@ -37,8 +37,8 @@ pub struct Counters {
     pub bytes_out: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
-    /// Connections closed at accept (`security.ddos.deny`).
-    pub connections_denied: u64,
+    /// Connections closed at accept, by `admission::Refused` reason.
+    pub connections_refused: [u64; crate::admission::Refused::ALL.len()],
     pub upstream_connects: u64,
     pub upstream_reuses: u64,
     pub upstream_retries: u64,
@@ -77,7 +77,13 @@ impl Counters {
         self.bytes_out += o.bytes_out;
         self.connections_opened += o.connections_opened;
         self.connections_closed += o.connections_closed;
-        self.connections_denied += o.connections_denied;
+        for (t, v) in self
+            .connections_refused
+            .iter_mut()
+            .zip(o.connections_refused)
+        {
+            *t += v;
+        }
         self.upstream_connects += o.upstream_connects;
         self.upstream_reuses += o.upstream_reuses;
         self.upstream_retries += o.upstream_retries;
@@ -255,8 +261,8 @@ impl ShardMetrics {
         self.delta.counts.connections_opened += 1;
     }
 
-    pub fn connection_denied(&mut self) {
-        self.delta.counts.connections_denied += 1;
+    pub fn connection_refused(&mut self, why: crate::admission::Refused) {
+        self.delta.counts.connections_refused[why.index()] += 1;
     }
 
     pub fn connection_closed(&mut self) {

@@ -59,6 +59,9 @@ pub struct Shard {
     pub draining: Cell<bool>,
     /// This shard's share of `server.limits.maxConnections`.
     pub max_connections: Cell<usize>,
+    /// Open connections per client address, for `security.ddos.maxConnectionsPerIp`
+    /// (`admission`); an address leaves with its last connection.
+    pub per_ip: RefCell<std::collections::HashMap<std::net::IpAddr, u32>>,
     request_seq: Cell<u64>,
     request_id_seed: u64,
     /// Spare output buffers, so an idle connection holds only its read buffer.
@@ -134,6 +137,7 @@ impl Shard {
             in_flight: Cell::new(0),
             introspections: Cell::new(0),
             draining: Cell::new(false),
+            per_ip: RefCell::new(std::collections::HashMap::new()),
             max_connections: Cell::new(config.server.limits.max_connections.div_ceil(shards)),
             request_seq: Cell::new(0),
             request_id_seed: seed,
@@ -149,6 +153,11 @@ impl Shard {
             filters: crate::filter::Filters::new(),
             avoid: Cell::new(None),
         }
+    }
+
+    /// How many shards the process has.
+    pub fn shards(&self) -> usize {
+        self.shards
     }
 
     /// The number of the current generation.

@@ -5,6 +5,7 @@
 //! Owns: a shard's thread and its lifecycle. Must not: serve requests itself (that is
 //! `connection`), or block: the tick only uses non-blocking channel operations.
 
+use crate::admission;
 use crate::connection;
 use crate::messages::{Pages, ShardCommand};
 use crate::metrics::MetricsDelta;
@@ -126,24 +127,32 @@ async fn shard_main(spec: ShardSpec) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                if shard.snapshot().config.security.ddos.refuses(peer.ip()) {
-                    // Closed before a byte is read or written: nothing to learn from here.
-                    shard.metrics.borrow_mut().connection_denied();
-                    drop(stream);
-                    continue;
-                }
+                let admitted = match admission::admit(&shard, peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(why) => {
+                        // Closed before a byte is read or written: nothing to learn here,
+                        // and as cheap a refusal as there is.
+                        shard.metrics.borrow_mut().connection_refused(why);
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let refuse = std::mem::take(&mut accept_errors.refuse_next);
                 if refuse {
                     accept_errors.keep_reserve();
                 }
+                let shard = shard.clone();
                 if refuse || shard.open_connections.get() >= shard.max_connections.get() {
-                    monoio::spawn(connection::refuse_over_capacity(
-                        shard.clone(),
-                        stream,
-                        peer,
-                    ));
+                    monoio::spawn(async move {
+                        let _admitted = admitted;
+                        connection::refuse_over_capacity(shard, stream, peer).await
+                    });
                 } else {
-                    monoio::spawn(connection::serve(shard.clone(), stream, peer));
+                    monoio::spawn(async move {
+                        // Counted against its address until the connection ends.
+                        let _admitted = admitted;
+                        connection::serve(shard, stream, peer).await
+                    });
                 }
             }
             Err(e) => {

@@ -318,11 +318,6 @@ fn metrics(state: &State) -> String {
         t.counts.connections_opened,
     );
     counter(
-        "mcp_gateway_connections_denied_total",
-        "Client connections closed at accept: from a `security.ddos.deny` block.",
-        t.counts.connections_denied,
-    );
-    counter(
         "mcp_gateway_upstream_connections_opened_total",
         "New upstream connections.",
         t.counts.upstream_connects,
@@ -373,6 +368,15 @@ fn metrics(state: &State) -> String {
         let _ = writeln!(
             out,
             "mcp_gateway_mcp_requests_total{{method=\"{method}\"}} {count}"
+        );
+    }
+    let _ = writeln!(out, "# HELP mcp_gateway_connections_refused_total Client connections closed at accept, before a byte: from a security.ddos.deny block, or over maxConnectionsPerIp.\n# TYPE mcp_gateway_connections_refused_total counter");
+    for why in mcp_gateway_shard::admission::Refused::ALL {
+        let _ = writeln!(
+            out,
+            "mcp_gateway_connections_refused_total{{reason=\"{}\"}} {}",
+            why.label(),
+            t.counts.connections_refused[why.index()]
         );
     }
     let _ = writeln!(out, "# HELP mcp_gateway_auth_total Authentication outcomes by method (none: no credential) and result; series appear once counted.\n# TYPE mcp_gateway_auth_total counter");

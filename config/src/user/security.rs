@@ -29,8 +29,11 @@ pub struct DdosSection {
     /// Addresses or CIDR blocks whose connections are closed at accept, before a byte is
     /// read or written.
     pub deny: Vec<String>,
-    /// Addresses or blocks always admitted, even inside a `deny` block.
+    /// Addresses or blocks always admitted, even inside a `deny` block, and not capped.
     pub allow: Vec<String>,
+    /// Open connections one client address may hold (0: no cap); over it a connection is
+    /// closed at accept.
+    pub max_connections_per_ip: i64,
 }
 
 /// `security.rateLimit`.

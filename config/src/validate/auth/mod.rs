@@ -125,7 +125,15 @@ pub fn check(
     let ddos = crate::runtime_security::Ddos {
         deny: super::ip_blocks("security.ddos.deny", &ddos.deny, errors),
         allow: super::ip_blocks("security.ddos.allow", &ddos.allow, errors),
+        max_connections_per_ip: usize::try_from(ddos.max_connections_per_ip).unwrap_or(0),
     };
+    in_range(
+        errors,
+        "security.ddos.maxConnectionsPerIp",
+        user.security.ddos.max_connections_per_ip,
+        0,
+        10_000_000,
+    );
     CheckedSecurity {
         credentials,
         ddos,
