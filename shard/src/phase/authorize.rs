@@ -1,8 +1,9 @@
 //! Phase 5, authorization: whether the principal may reach the route (403 otherwise).
 //!
-//! Nothing to decide until authentication names principals; per-server MCP policies
-//! (which methods and tools a server allows) are checked with the chosen server in
-//! `choose`. This module is where route-level authorization plugs in.
+//! Nothing is decided here yet: what a principal may reach depends on the server, so RBAC
+//! (`security.rbac`) is checked with the chosen server in `choose` (and on each message of
+//! a body in the body check), as are per-server MCP policies. This module is where
+//! route-level authorization (by path, before a server is chosen) would plug in.
 //!
 //! Owns: the place of authorization in the order. Must not: authenticate.
 

@@ -10,14 +10,16 @@
 //! 8. custom filters registered for `BeforeUpstream`;
 //! 9. `cache`: where a cached answer would be looked up;
 //! 10. `choose`: the upstream (session replica, group pick, sticky cookie), its policy, the
-//!     body limit, and the upstream request head;
+//!     principal's roles there (RBAC), the body limit, and the upstream request head;
 //!
 //! then `pipeline::run` answers or proxies, and records the outcome (the log phase).
 //!
 //! Phases 1 to 10 read the parsed head, borrowed from the read buffer; they do not await.
-//! A phase that must await (an introspection call, a cache in Redis) runs in
-//! `pipeline::run` on the owned [`RequestCtx`](crate::context::RequestCtx), parsing the
-//! head again from `head_at` if it needs it; the session-store check is one.
+//! A phase that must await runs on the owned [`RequestCtx`](crate::context::RequestCtx),
+//! parsing the head again from `head_at` if it needs it: `introspect` (an opaque token
+//! asked about at its issuer, then phases 1 to 10 again with the principal), and, in
+//! `pipeline::proxy`, `session_store` (the Redis session check) and `upstream_token` (a
+//! token exchanged for the chosen server).
 //!
 //! Owns: the order and the contract. Must not: write to sockets (answers are `Action`s that
 //! `pipeline::run` carries out).
