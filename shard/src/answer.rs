@@ -201,38 +201,21 @@ pub async fn respond_metadata(
     out: &mut Vec<u8>,
     body_skipped: bool,
 ) -> bool {
-    let keep_open = p.keep_alive && body_skipped;
     let Some(body) = p.snap.auth.keys.resource_metadata.as_deref() else {
         let err = GatewayError::BadRequest("no OAuth configuration");
         return respond_error(shard, conn, &err, &p.error_style(), false, out).await;
     };
-    out.clear();
-    let date = shard.date.borrow().clone();
-    encode::local_response(
-        out,
-        date.as_bytes(),
-        &LocalResponse {
-            status: 200,
-            content_type: "application/json",
-            body,
-            close: !keep_open,
-            request_id: p.request_id.as_bytes(),
-            extra: &[
-                "Cache-Control: max-age=300",
-                "Access-Control-Allow-Origin: *",
-            ],
-            security: security_lines(&p.snap),
-        },
-    );
-    if p.is_head {
-        out.truncate(out.len() - body.len());
-    }
-    let written = out.len() as u64;
-    let ok = conn.send(out).await.is_ok();
-    let latency = p.started.elapsed().as_micros() as u64;
-    let mut m = shard.metrics.borrow_mut();
-    m.response(200, latency, p.head_len as u64, written);
-    ok && keep_open
+    let extra = [
+        "Cache-Control: max-age=300",
+        "Access-Control-Allow-Origin: *",
+    ];
+    let answer = Answer {
+        status: 200,
+        content_type: "application/json",
+        body,
+        extra: &extra,
+    };
+    respond_local(shard, conn, p, &answer, out, body_skipped).await
 }
 
 /// A 204 with the `extra` header lines; returns whether the connection stays open.
@@ -244,6 +227,33 @@ async fn respond_no_content(
     out: &mut Vec<u8>,
     body_skipped: bool,
 ) -> bool {
+    let answer = Answer {
+        status: 204,
+        content_type: "text/plain",
+        body: b"",
+        extra,
+    };
+    respond_local(shard, conn, p, &answer, out, body_skipped).await
+}
+
+/// One of the gateway's own answers, besides pages and errors.
+struct Answer<'a> {
+    status: u16,
+    content_type: &'static str,
+    body: &'a [u8],
+    extra: &'a [&'a str],
+}
+
+/// Writes `answer` (its head only to a HEAD request), with the security headers, and
+/// counts it; returns whether the connection stays open.
+async fn respond_local(
+    shard: &Shard,
+    conn: &mut Conn,
+    p: &RequestCtx,
+    answer: &Answer<'_>,
+    out: &mut Vec<u8>,
+    body_skipped: bool,
+) -> bool {
     let keep_open = p.keep_alive && body_skipped;
     out.clear();
     let date = shard.date.borrow().clone();
@@ -251,22 +261,25 @@ async fn respond_no_content(
         out,
         date.as_bytes(),
         &LocalResponse {
-            status: 204,
-            content_type: "text/plain",
-            body: b"",
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
             close: !keep_open,
             request_id: p.request_id.as_bytes(),
-            extra,
+            extra: answer.extra,
             security: security_lines(&p.snap),
         },
     );
+    if p.is_head {
+        out.truncate(out.len() - answer.body.len());
+    }
     let written = out.len() as u64;
     let ok = conn.send(out).await.is_ok();
     let latency = p.started.elapsed().as_micros() as u64;
     shard
         .metrics
         .borrow_mut()
-        .response(204, latency, p.head_len as u64, written);
+        .response(answer.status, latency, p.head_len as u64, written);
     ok && keep_open
 }
 

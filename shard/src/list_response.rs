@@ -133,6 +133,7 @@ fn write_chunk(out: &mut Vec<u8>, payload: &[u8]) {
 mod tests {
     use super::*;
     use crate::http::chunked::ChunkedTracker;
+    use crate::mcp::lists::tests::test_filter;
     use crate::mcp::lists::ListKinds;
     use mcp_gateway_config::{Policy, PolicyRule};
 
@@ -153,12 +154,7 @@ mod tests {
     fn a_chunked_stream_comes_out_filtered_and_well_framed() {
         let roles = vec![PolicyRule::parse("tools/call:echo")];
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: Some(&roles),
-            policy: &policy,
-            json: false,
-        };
+        let filter = test_filter(ListKinds::ALL, Some(&roles), &policy, false);
         let events = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"echo\"},{\"name\":\"delete_all\"}]}}\n\n";
         let mut upstream = Vec::new();
         for piece in events.chunks(10) {

@@ -98,7 +98,7 @@ fn write_rewritten(block: &[u8], data: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::lists::tests::{rules, tools_answer};
+    use crate::mcp::lists::tests::{rules, test_filter, tools_answer};
     use crate::mcp::lists::ListKinds;
     use mcp_gateway_config::Policy;
 
@@ -106,12 +106,12 @@ mod tests {
     fn events_are_rewritten_whole_however_they_arrive() {
         let roles = rules(&["tools/call:echo"]);
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::of_method("tools/list"),
-            roles: Some(&roles),
-            policy: &policy,
-            json: false,
-        };
+        let filter = test_filter(
+            ListKinds::of_method("tools/list"),
+            Some(&roles),
+            &policy,
+            false,
+        );
         let answer = serde_json::to_string(&tools_answer()).unwrap_or_default();
         let stream = format!(
             ": hello\r\n\r\nevent: message\r\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\r\n\r\n\
@@ -147,12 +147,7 @@ mod tests {
     fn line_ends_before_a_rewritten_event_are_kept() {
         let roles = rules(&["tools/call:echo"]);
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: Some(&roles),
-            policy: &policy,
-            json: false,
-        };
+        let filter = test_filter(ListKinds::ALL, Some(&roles), &policy, false);
         let answer = serde_json::to_string(&tools_answer()).unwrap_or_default();
         let mut f = EventFilter::new(filter);
         let mut out = b"event: endpoint\ndata: /m".to_vec();
@@ -169,12 +164,7 @@ mod tests {
     fn an_unfinished_last_event_is_filtered_too() {
         let roles = rules(&["tools/call:echo"]);
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: Some(&roles),
-            policy: &policy,
-            json: false,
-        };
+        let filter = test_filter(ListKinds::ALL, Some(&roles), &policy, false);
         let answer = serde_json::to_string(&tools_answer()).unwrap_or_default();
         let mut f = EventFilter::new(filter);
         let mut out = Vec::new();
@@ -205,12 +195,7 @@ mod tests {
     #[test]
     fn an_overlong_event_is_refused() {
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: None,
-            policy: &policy,
-            json: false,
-        };
+        let filter = test_filter(ListKinds::ALL, None, &policy, false);
         let mut f = EventFilter::new(filter);
         let mut out = Vec::new();
         let piece = vec![b'x'; 1024 * 1024];

@@ -193,6 +193,20 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    pub(crate) fn test_filter<'a>(
+        kinds: ListKinds,
+        roles: Option<&'a [PolicyRule]>,
+        policy: &'a Policy,
+        json: bool,
+    ) -> ListFilter<'a> {
+        ListFilter {
+            kinds,
+            roles,
+            policy,
+            json,
+        }
+    }
+
     pub(crate) fn rules(list: &[&str]) -> Vec<PolicyRule> {
         list.iter().map(|r| PolicyRule::parse(r)).collect()
     }
@@ -239,12 +253,12 @@ pub(crate) mod tests {
             allow: vec![],
             deny: rules(&["tools/call:search_web"]),
         };
-        let filter = ListFilter {
-            kinds: ListKinds::of_method("tools/list"),
-            roles: Some(&roles),
-            policy: &policy,
-            json: true,
-        };
+        let filter = test_filter(
+            ListKinds::of_method("tools/list"),
+            Some(&roles),
+            &policy,
+            true,
+        );
         let body = serde_json::to_vec(&tools_answer()).unwrap_or_default();
         let out = filter
             .filter_json(&body)
@@ -260,12 +274,7 @@ pub(crate) mod tests {
     #[test]
     fn no_roles_means_the_policy_alone() {
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: None,
-            policy: &policy,
-            json: true,
-        };
+        let filter = test_filter(ListKinds::ALL, None, &policy, true);
         let mut v = tools_answer();
         assert!(filter.filter_value(&mut v));
         // Only the entry without a name is gone: it offers nothing to call.
@@ -284,12 +293,7 @@ pub(crate) mod tests {
             "resources/read:mem://a",
         ]);
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: Some(&roles),
-            policy: &policy,
-            json: true,
-        };
+        let filter = test_filter(ListKinds::ALL, Some(&roles), &policy, true);
         let mut batch = json!([
             {"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "greet"}, {"name": "leak"}]}},
             {"jsonrpc": "2.0", "id": 2, "result": {"resources": [
@@ -315,12 +319,12 @@ pub(crate) mod tests {
     fn only_the_kinds_asked_for() {
         let roles = rules(&["tools/call:echo"]);
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::of_method("prompts/list"),
-            roles: Some(&roles),
-            policy: &policy,
-            json: true,
-        };
+        let filter = test_filter(
+            ListKinds::of_method("prompts/list"),
+            Some(&roles),
+            &policy,
+            true,
+        );
         let mut v = tools_answer();
         filter.filter_value(&mut v);
         assert_eq!(
@@ -335,12 +339,7 @@ pub(crate) mod tests {
     #[test]
     fn unfilterable_answers() {
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: None,
-            policy: &policy,
-            json: true,
-        };
+        let filter = test_filter(ListKinds::ALL, None, &policy, true);
         assert_eq!(filter.filter_json(b"{\"res"), Err(Unfilterable::NotJson));
         let deep = "[".repeat(10_000);
         assert_eq!(
@@ -358,12 +357,7 @@ pub(crate) mod tests {
     fn duplicate_keys_are_resolved_before_the_client_sees_them() {
         let roles = rules(&["tools/call:echo"]);
         let policy = Policy::default();
-        let filter = ListFilter {
-            kinds: ListKinds::ALL,
-            roles: Some(&roles),
-            policy: &policy,
-            json: true,
-        };
+        let filter = test_filter(ListKinds::ALL, Some(&roles), &policy, true);
         let body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_all"}],"tools":[{"name":"echo"},{"name":"delete_all"}]}}"#;
         let out = filter.filter_json(body).unwrap_or_default();
         let text = String::from_utf8_lossy(&out);

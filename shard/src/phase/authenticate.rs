@@ -26,6 +26,10 @@ use mcp_gateway_config::AuthMethod;
 use std::rc::Rc;
 
 pub fn run(req: &Request<'_, '_, '_>, shard: &Shard, ctx: &mut RequestCtx) -> Step {
+    // Off: one flag read, no snapshot clone.
+    if !ctx.snap.config.security.auth.enabled {
+        return Step::Continue;
+    }
     let snap = ctx.snap.clone();
     let settings = &snap.config.security.auth;
     if !needs_credentials(settings, req.head.path(), &req.route) {
@@ -99,7 +103,10 @@ pub fn needs_credentials(
     path: &str,
     route: &Route<'_>,
 ) -> bool {
+    if !settings.enabled {
+        return false;
+    }
     let page_path = crate::router::LocalPage::from_path(path).is_some();
     let public = settings.is_public(path) && (!page_path || matches!(route, Route::Local(_)));
-    settings.enabled && !public
+    !public
 }
